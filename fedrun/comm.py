@@ -1,0 +1,130 @@
+"""The only module that talks to torch.distributed: launch environment, process group, and the
+four collectives of the round protocol (broadcast, reduce-sum, all-gather of ints, teardown)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from fedrun.config import RuntimeConfig
+from fedrun.errors import ConfigError
+
+RUN_HINT = "launch with: torchrun --nproc_per_node=3 -m fedrun.main [flags]"
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """What torchrun tells each process about its place in the job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    master_addr: str
+    master_port: int
+    restart_count: int
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> LaunchEnv:
+        env = os.environ if environ is None else environ
+        missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in env]
+        if missing:
+            raise ConfigError("launch", "not started by torchrun (no " + missing[0] + ")", RUN_HINT)
+        world = int(env["WORLD_SIZE"])
+        if world < 2:
+            raise ConfigError(
+                "launch",
+                "world size 1: fedrun needs a server rank and at least one client worker",
+                RUN_HINT,
+            )
+        return cls(
+            rank=int(env["RANK"]),
+            world_size=world,
+            local_rank=int(env.get("LOCAL_RANK", env["RANK"])),
+            local_world_size=int(env.get("LOCAL_WORLD_SIZE", world)),
+            master_addr=env["MASTER_ADDR"],
+            master_port=int(env["MASTER_PORT"]),
+            restart_count=int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
+        )
+
+
+def pick_device(cfg: RuntimeConfig, env: LaunchEnv) -> torch.device:
+    """cuda:LOCAL_RANK when every local rank gets its own GPU (NCCL needs one GPU per rank)."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if cfg.device == "cpu" or (cfg.device == "auto" and gpus < env.local_world_size):
+        return torch.device("cpu")
+    if gpus == 0:
+        raise ConfigError(
+            "runtime.device (--device)", "cuda requested but no GPU is visible", "use --device cpu"
+        )
+    if gpus < env.local_world_size:
+        raise ConfigError(
+            "runtime.device (--device)",
+            f"{env.local_world_size} ranks on this node but only {gpus} GPU(s); each rank needs one",
+            "lower --nproc_per_node or use --device cpu",
+        )
+    return torch.device("cuda", env.local_rank)
+
+
+def pick_backend(cfg: RuntimeConfig, device: torch.device) -> str:
+    if cfg.backend == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if cfg.backend == "nccl" and (device.type != "cuda" or not dist.is_nccl_available()):
+        raise ConfigError(
+            "runtime.backend (--backend)",
+            "nccl needs a GPU per rank (device is " + device.type + ")",
+            "use --backend gloo on CPU",
+        )
+    return cfg.backend
+
+
+class Comm:
+    """A process group plus the buffers' device. Collectives are blocking and SUM-only."""
+
+    def __init__(self, env: LaunchEnv, cfg: RuntimeConfig) -> None:
+        self.env = env
+        self.rank, self.world_size = env.rank, env.world_size
+        self.device = pick_device(cfg, env)
+        self.backend = pick_backend(cfg, self.device)
+        # Collective buffers live where the backend wants them: NCCL on the GPU, gloo on the CPU.
+        self.buffer_device = self.device if self.backend == "nccl" else torch.device("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        timeout = timedelta(seconds=cfg.timeout)
+        # The agent (torchrun) hosts the store; a restarted group gets a fresh key prefix, since a
+        # plain re-init on the same store reconnects to the previous attempt's stale peers.
+        agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        store = dist.TCPStore(
+            env.master_addr,
+            env.master_port,
+            env.world_size,
+            is_master=env.rank == 0 and not agent_store,
+            timeout=timeout,
+        )
+        prefixed = dist.PrefixStore(f"fedrun/attempt{env.restart_count}", store)
+        dist.init_process_group(
+            self.backend, store=prefixed, rank=env.rank, world_size=env.world_size, timeout=timeout
+        )
+
+    def broadcast(self, t: torch.Tensor) -> None:
+        """In place: rank 0's tensor everywhere."""
+        dist.broadcast(t, src=0)
+
+    def reduce_sum(self, t: torch.Tensor) -> None:
+        """In place: the elementwise sum over all ranks lands on rank 0 (others: unspecified)."""
+        dist.reduce(t, dst=0, op=dist.ReduceOp.SUM)
+
+    def all_gather_ints(self, values: list[int]) -> list[list[int]]:
+        """Every rank's list of int64s, on every rank (used once, at start-up)."""
+        t = torch.tensor(values, dtype=torch.int64, device=self.buffer_device)
+        out = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(out, t)
+        return [o.tolist() for o in out]
+
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,419 @@
+"""The configuration: one dataclass tree, a TOML file, CLI flags on top, one validation.
+
+Every field carries a docstring (the string literal under it); the CLI help is built from those.
+Each field is one flag named after it (`num_clients` -> `--num-clients`), so names are unique
+across sections. Precedence: defaults < `--config FILE.toml` < flags. Every rank parses the same
+argv and runs the same checks before any collective, so a bad value fails identically everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import sys
+import textwrap
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from fedrun.errors import ConfigError
+
+
+@dataclass
+class FedConfig:
+    """The federation: how many clients, how many rounds, who takes part."""
+
+    rounds: int = 20
+    """Number of federated rounds (each: broadcast, local training, one reduce, aggregation)."""
+    num_clients: int = 30
+    """Number of virtual clients. For `synthetic` this is the number of devices."""
+    clients_per_round: int | float = 10
+    """Clients sampled per round, uniformly without replacement: a count (10), or a fraction of
+    num_clients in (0, 1] written with a decimal point (0.1, 1.0)."""
+    seed: int = 0
+    """Seed of every random stream: model init, data generation, sampling, local shuffling."""
+
+
+@dataclass
+class DataConfig:
+    """Which data, and how it is split across clients."""
+
+    dataset: str = "synthetic"
+    """Dataset name. `synthetic`: FedProx's Synthetic(alpha, beta), embedded, offline."""
+    partition: str = "natural"
+    """How data is split: `natural` (one synthetic device per client, non-IID) or `iid`
+    (FedProx's Synthetic-IID generator: every device draws from one distribution)."""
+    synthetic_alpha: float = 1.0
+    """Synthetic(alpha, beta): spread of the per-device model (how different the devices' labels
+    functions are)."""
+    synthetic_beta: float = 1.0
+    """Synthetic(alpha, beta): spread of the per-device feature means."""
+
+
+@dataclass
+class ModelConfig:
+    """The model every client trains."""
+
+    model: str = "logreg"
+    """Model name: `logreg` (multinomial logistic regression) or `mlp` (one hidden ReLU layer)."""
+    hidden: int = 64
+    """Hidden width of `mlp`."""
+
+
+@dataclass
+class TrainConfig:
+    """Local training on each sampled client (SGD, fresh optimizer state per client)."""
+
+    local_epochs: int = 1
+    """Passes over the client's training data per round (ignored when local_steps > 0)."""
+    local_steps: int = 0
+    """If > 0: exactly this many minibatch steps per client per round, reshuffling at each pass."""
+    lr: float = 0.05
+    """SGD learning rate on the clients."""
+    momentum: float = 0.0
+    """SGD momentum on the clients (the buffer starts at zero for every client, every round)."""
+    weight_decay: float = 0.0
+    """SGD weight decay (L2) on the clients."""
+    batch_size: int = 32
+    """Minibatch size of local training."""
+
+
+@dataclass
+class EvalConfig:
+    """Federated (clients' test splits) and central (server's held-out set) evaluation."""
+
+    eval_every: int = 1
+    """Evaluate every N rounds (and always after the last round); 0 evaluates only at the end."""
+    eval_fraction: float = 1.0
+    """Fraction of clients, in (0, 1], sampled per evaluation round for federated evaluation."""
+    eval_batch_size: int = 1024
+    """Minibatch size for evaluation."""
+
+
+@dataclass
+class StrategyConfig:
+    """Server-side aggregation of the clients' updates."""
+
+    strategy: str = "fedavg"
+    """Aggregation strategy: `fedavg` (McMahan et al. 2017, weighted average of client models)."""
+    weighting: str = "examples"
+    """Client weight in the average: `examples` (n_k, number of training examples) or
+    `uniform` (1 per client that holds data)."""
+    server_lr: float = 1.0
+    """Server step size on the averaged update; 1.0 is plain FedAvg."""
+
+
+@dataclass
+class RuntimeConfig:
+    """Process group, devices, threads and outputs."""
+
+    backend: str = "auto"
+    """Collective backend: `auto` (nccl when every local rank has a GPU, else gloo), `gloo`,
+    `nccl`."""
+    device: str = "auto"
+    """Device: `auto` (cuda:LOCAL_RANK when every local rank has a GPU, else cpu), `cpu`,
+    `cuda`."""
+    timeout: float = 1800.0
+    """Collective timeout in seconds. The server waits inside the reduce while clients train, so
+    this must exceed the slowest worker's share of a round."""
+    threads: int = 0
+    """Torch threads per process; 0 = cores / processes on this node (never oversubscribe)."""
+    out: str = ""
+    """Run directory (resolved config, metrics.jsonl, final_model.pt); empty = runs/<timestamp>."""
+    overwrite: bool = False
+    """Allow writing into an existing non-empty run directory."""
+
+
+@dataclass
+class Config:
+    """The whole job: one TOML table per section, one flag per field."""
+
+    fed: FedConfig = field(default_factory=FedConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self) -> Config:
+        """Check every value; raise ConfigError naming the first bad field. Returns self."""
+        _validate(self)
+        return self
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+# --- field metadata -------------------------------------------------------------------------
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass `cls`, parsed from its source."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    section: str
+    name: str
+    type: Any
+    doc: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def label(self) -> str:
+        return f"{self.section}.{self.name} ({self.flag})"
+
+
+@functools.cache
+def all_fields() -> dict[str, FieldInfo]:
+    """Every leaf field by name (names are unique across sections)."""
+    out: dict[str, FieldInfo] = {}
+    for sec in dataclasses.fields(Config):
+        cls = sec.default_factory  # type: ignore[misc]
+        hints = typing.get_type_hints(cls)
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in out:
+                raise RuntimeError(f"config field name {f.name!r} is not unique")
+            out[f.name] = FieldInfo(sec.name, f.name, hints[f.name], docs.get(f.name, ""))
+    return out
+
+
+def _is_int_or_float(tp: Any) -> bool:
+    return isinstance(tp, types.UnionType) and set(typing.get_args(tp)) == {int, float}
+
+
+def _coerce(info: FieldInfo, value: Any) -> Any:
+    """Check a TOML value's type against the field; ints are accepted for float fields."""
+    tp = info.type
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+        or (_is_int_or_float(tp) and isinstance(value, int | float) and not isinstance(value, bool))
+    )
+    if not ok:
+        want = "a number" if _is_int_or_float(tp) else f"a {tp.__name__}"
+        raise ConfigError(info.label, f"expected {want}, got {value!r}", "fix its type")
+    return float(value) if tp is float else value
+
+
+def _parse_count_or_fraction(text: str) -> int | float:
+    """`10` -> 10 (a count); `0.1` or `1.0` -> a fraction."""
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+
+
+# --- CLI and TOML ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError("command line", message, "see --help")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="torchrun --nproc_per_node=3 -m fedrun.main",
+        description="Federated learning on torchrun: rank 0 is the server, ranks 1.. are client "
+        "workers hosting the virtual clients.",
+        argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="TOML file; flags override it.")
+    groups = {}
+    for info in all_fields().values():
+        if info.section not in groups:
+            groups[info.section] = p.add_argument_group(f"[{info.section}]")
+        g = groups[info.section]
+        if info.type is bool:
+            g.add_argument(info.flag, action=argparse.BooleanOptionalAction, help=info.doc)
+        else:
+            conv = _parse_count_or_fraction if _is_int_or_float(info.type) else info.type
+            g.add_argument(info.flag, type=conv, metavar=info.name.upper(), help=info.doc)
+    return p
+
+
+def _suggest(word: str, choices: typing.Iterable[str]) -> str:
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {near[0]}?" if near else ""
+
+
+def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a config file into {section: {field: value}}, checking names and types."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("--config", f"file not found: {path}", "check the path") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("--config", f"{path} is not valid TOML ({e})", "fix its syntax") from None
+    fields = all_fields()
+    sections = {f.name for f in dataclasses.fields(Config)}
+    out: dict[str, dict[str, Any]] = {}
+    for sec, table in raw.items():
+        if sec not in sections or not isinstance(table, dict):
+            hint = _suggest(sec, sections) or f"sections are {', '.join(sorted(sections))}"
+            raise ConfigError(f"{path}", f"unknown section [{sec}]", hint)
+        for key, value in table.items():
+            info = fields.get(key)
+            if info is None or info.section != sec:
+                known = [n for n, i in fields.items() if i.section == sec]
+                hint = _suggest(key, known) or f"[{sec}] takes {', '.join(known)}"
+                raise ConfigError(f"{path}", f"unknown key {key!r} in [{sec}]", hint)
+            out.setdefault(sec, {})[key] = _coerce(info, value)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Defaults < TOML (`--config`) < flags. Does not validate values; call `.validate()`."""
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if extra:
+        flags = [a for a in parser._option_string_actions if a.startswith("--")]
+        bad = extra[0].split("=")[0]
+        raise ConfigError("command line", f"unknown flag {bad}", _suggest(bad, flags) or "see --help")
+    values: dict[str, dict[str, Any]] = {}
+    given = vars(ns)
+    if "config" in given:
+        values = load_toml(given.pop("config"))
+    fields = all_fields()
+    for name, value in given.items():
+        values.setdefault(fields[name].section, {})[name] = value
+    return from_dict(values)
+
+
+def from_dict(values: dict[str, dict[str, Any]]) -> Config:
+    cfg = Config()
+    for sec, table in values.items():
+        for key, value in table.items():
+            setattr(getattr(cfg, sec), key, value)
+    return cfg
+
+
+def to_toml(cfg: Config) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(cfg.to_dict())
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def _check(ok: bool, name: str, problem: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(all_fields()[name].label, problem, fix)
+
+
+def _choice(cfg_value: str, name: str, choices: typing.Iterable[str]) -> None:
+    choices = sorted(choices)
+    if cfg_value not in choices:
+        hint = _suggest(cfg_value, choices)
+        fix = f"choose one of {', '.join(choices)}" + (f" ({hint})" if hint else "")
+        raise ConfigError(all_fields()[name].label, f"unknown value {cfg_value!r}", fix)
+
+
+def resolve_clients_per_round(value: int | float, num_clients: int) -> int:
+    """A count stays; a fraction f gives round(f * num_clients), at least 1."""
+    if isinstance(value, float):
+        return max(1, min(num_clients, int(value * num_clients + 0.5)))
+    return int(value)
+
+
+def _validate(cfg: Config) -> None:
+    from fedrun.data import DATASETS
+    from fedrun.models import MODELS
+    from fedrun.strategies import STRATEGIES
+
+    f, d, m, t, e, s, r = (
+        cfg.fed,
+        cfg.data,
+        cfg.model,
+        cfg.train,
+        cfg.eval,
+        cfg.strategy,
+        cfg.runtime,
+    )
+    _check(f.rounds >= 1, "rounds", f"must be >= 1, got {f.rounds}", "pass a positive integer")
+    _check(
+        f.num_clients >= 1,
+        "num_clients",
+        f"must be >= 1, got {f.num_clients}",
+        "pass a positive integer",
+    )
+    cpr = f.clients_per_round
+    if isinstance(cpr, float):
+        _check(
+            0.0 < cpr <= 1.0,
+            "clients_per_round",
+            f"fraction {cpr} is outside (0, 1]",
+            "give a fraction in (0, 1] or an integer count",
+        )
+    else:
+        _check(
+            1 <= cpr <= f.num_clients,
+            "clients_per_round",
+            f"{cpr} is not between 1 and num_clients={f.num_clients}",
+            "lower it or raise --num-clients",
+        )
+    _choice(d.dataset, "dataset", DATASETS)
+    _choice(d.partition, "partition", DATASETS[d.dataset].partitions)
+    _check(d.synthetic_alpha >= 0, "synthetic_alpha", "must be >= 0", "pass a non-negative number")
+    _check(d.synthetic_beta >= 0, "synthetic_beta", "must be >= 0", "pass a non-negative number")
+    _choice(m.model, "model", MODELS)
+    _check(m.hidden >= 1, "hidden", f"must be >= 1, got {m.hidden}", "pass a positive integer")
+    _check(t.local_epochs >= 1 or t.local_steps >= 1, "local_epochs", "must be >= 1", "or set --local-steps")
+    _check(t.local_steps >= 0, "local_steps", f"must be >= 0, got {t.local_steps}", "0 means: use epochs")
+    _check(t.lr > 0, "lr", f"must be > 0, got {t.lr}", "pass a positive learning rate")
+    _check(0 <= t.momentum < 1, "momentum", f"must be in [0, 1), got {t.momentum}", "e.g. 0.9")
+    _check(t.weight_decay >= 0, "weight_decay", f"must be >= 0, got {t.weight_decay}", "e.g. 1e-4")
+    _check(t.batch_size >= 1, "batch_size", f"must be >= 1, got {t.batch_size}", "e.g. 32")
+    _check(e.eval_every >= 0, "eval_every", f"must be >= 0, got {e.eval_every}", "0 = only at the end")
+    _check(
+        0 < e.eval_fraction <= 1,
+        "eval_fraction",
+        f"must be in (0, 1], got {e.eval_fraction}",
+        "e.g. 1.0",
+    )
+    _check(e.eval_batch_size >= 1, "eval_batch_size", "must be >= 1", "e.g. 1024")
+    _choice(s.strategy, "strategy", STRATEGIES)
+    _choice(s.weighting, "weighting", ("examples", "uniform"))
+    _check(s.server_lr > 0, "server_lr", f"must be > 0, got {s.server_lr}", "1.0 is plain FedAvg")
+    _choice(r.backend, "backend", ("auto", "gloo", "nccl"))
+    _choice(r.device, "device", ("auto", "cpu", "cuda"))
+    _check(r.timeout > 0, "timeout", f"must be > 0 seconds, got {r.timeout}", "e.g. 1800")
+    _check(r.threads >= 0, "threads", f"must be >= 0, got {r.threads}", "0 = automatic")

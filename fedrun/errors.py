@@ -1,0 +1,26 @@
+"""Errors a user can act on. They print as one line, never as a traceback."""
+
+from __future__ import annotations
+
+
+class FedrunError(Exception):
+    """A failure with a cause the user can fix; `main` prints it as one line and exits non-zero."""
+
+    exit_code = 1
+
+
+class ConfigError(FedrunError):
+    """A bad configuration value, flag or launch environment (exit code 2)."""
+
+    exit_code = 2
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field = field
+        msg = f"{field}: {problem}"
+        if fix:
+            msg += f"; {fix}"
+        super().__init__(msg)
+
+
+class Aborted(FedrunError):
+    """A worker was told by the server to stop because of an error reported there."""

@@ -1,0 +1,105 @@
+"""Entry point: `torchrun --nproc_per_node=3 -m fedrun.main [flags]`.
+
+Rank 0 becomes the server, every other rank a client worker. Start-up order: launch environment
+-> config (validated identically on every rank, before any collective) -> process group ->
+role set-up -> one all-gather handshake (set-up status, model layout hash, config hash) -> rounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import traceback
+
+import torch
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from fedrun.comm import Comm, LaunchEnv
+from fedrun.config import Config, parse_args, to_toml
+from fedrun.errors import Aborted, FedrunError
+
+
+def _say(msg: str) -> None:
+    print(f"fedrun: error: {msg}", file=sys.stderr, flush=True)
+
+
+def set_threads(cfg: Config, env: LaunchEnv) -> int:
+    """Torch threads per process: cores / local processes unless --threads says otherwise, so
+    the processes of one node never oversubscribe its cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = cfg.runtime.threads or max(1, (cores or 1) // env.local_world_size)
+    torch.set_num_threads(n)
+    return n
+
+
+def config_digest(cfg: Config) -> int:
+    return int.from_bytes(hashlib.sha256(to_toml(cfg).encode()).digest()[:8], "little") >> 1
+
+
+def handshake(comm: Comm, status: int, spec_digest: int, cfg_digest: int) -> None:
+    """One all-gather: every rank learns whether all set-ups succeeded and agree."""
+    rows = comm.all_gather_ints([status, spec_digest, cfg_digest])
+    failed = [r for r, row in enumerate(rows) if row[0] != 0]
+    if failed:
+        raise FedrunError(f"set-up failed on rank(s) {failed}; the cause is printed above")
+    for i, what, fix in (
+        (1, "model layouts (names/shapes/dtypes)", "use the same fedrun and torch on every node"),
+        (2, "configs", "pass the same flags and config file on every node"),
+    ):
+        odd = [r for r, row in enumerate(rows) if row[i] != rows[0][i]]
+        if odd:
+            raise FedrunError(f"ranks {odd} have different {what} from rank 0; {fix}")
+
+
+@record
+def main(argv: list[str] | None = None) -> int:
+    try:
+        env = LaunchEnv.from_environ()
+    except FedrunError as e:
+        _say(str(e))
+        return e.exit_code
+    try:
+        cfg = parse_args(argv).validate()
+    except FedrunError as e:
+        if env.local_rank == 0:  # every rank fails alike: one line per node is enough
+            _say(str(e))
+        return e.exit_code
+    set_threads(cfg, env)
+    cfg_digest = config_digest(cfg)
+    try:
+        comm = Comm(env, cfg.runtime)
+    except FedrunError as e:
+        if env.local_rank == 0:
+            _say(str(e))
+        return e.exit_code
+
+    from fedrun.server import Server
+    from fedrun.worker import Worker
+
+    role: Server | Worker | None = None
+    status = 0
+    try:
+        role = Server(cfg, comm) if env.rank == 0 else Worker(cfg, comm)
+    except FedrunError as e:
+        _say(str(e))
+        status = e.exit_code
+    except Exception:  # noqa: BLE001 - shown here, then reported to every rank by the handshake
+        traceback.print_exc()
+        status = 1
+    try:
+        handshake(comm, status, role.spec.digest() if role else 0, cfg_digest)
+        role.run()  # type: ignore[union-attr]
+        return 0
+    except Aborted:
+        return 1  # the server printed the cause
+    except FedrunError as e:
+        if status == 0 and (env.rank == 0 or "set-up" not in str(e)):
+            _say(str(e))
+        return status or e.exit_code
+    finally:
+        comm.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

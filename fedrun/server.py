@@ -1,0 +1,204 @@
+"""Rank 0: the global vector, the strategy, central evaluation, the run directory.
+
+The server never loads client data. It drives the protocol in fedrun.protocol: every collective
+it enters, the workers enter in the same order, and it only raises where the workers wait at a
+broadcast, after telling them to ABORT.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import torch
+
+from fedrun.comm import Comm
+from fedrun.config import Config, resolve_clients_per_round
+from fedrun.data import DATASETS
+from fedrun.errors import FedrunError
+from fedrun.flat import FlatSpec
+from fedrun.models import build_model
+from fedrun.outputs import RunDir
+from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot, is_eval_round
+from fedrun.strategies import build_strategy
+from fedrun.train import evaluate
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else math.nan
+
+
+class Server:
+    def __init__(self, cfg: Config, comm: Comm) -> None:
+        self.cfg, self.comm = cfg, comm
+        dataset = DATASETS[cfg.data.dataset]
+        self.info = dataset.info(cfg)
+        self.model = build_model(cfg, self.info, comm.device)
+        self.spec = FlatSpec.of(self.model)
+        self.strategy = build_strategy(cfg.strategy)
+        self.central = dataset.central_data(cfg).to(comm.device)
+        self.run_dir = RunDir(cfg)
+        dev = comm.buffer_device
+        self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=dev)
+        self.global_vec = self.bcast[HEADER:]  # the global model lives inside the broadcast buffer
+        self.spec.flatten(self.model, out=self.global_vec)
+        self.train_buf = torch.zeros(self.spec.numel + len(TrainSlot), dtype=self.spec.dtype, device=dev)
+        self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=dev)
+        self.history: list[dict[str, Any]] = []
+        self._workers_at_broadcast = True
+
+    # -- collectives -------------------------------------------------------------------------
+
+    def _send(self, command: Command, round_: int) -> None:
+        self.bcast[0], self.bcast[1] = float(command), float(round_)
+        self._workers_at_broadcast = False
+        self.comm.broadcast(self.bcast)
+
+    def _collect(self, buf: torch.Tensor) -> torch.Tensor:
+        buf.zero_()  # the server contributes zeros
+        self.comm.reduce_sum(buf)
+        self._workers_at_broadcast = True
+        return buf
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        except BaseException:
+            if self._workers_at_broadcast:  # else they are inside a collective: torchrun's job
+                try:
+                    self._send(Command.ABORT, 0)
+                except Exception:  # noqa: BLE001 - never mask the original error
+                    pass
+            raise
+
+    def _run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self._print_header()
+        start = time.perf_counter()
+        for r in range(1, cfg.fed.rounds + 1):
+            t0 = time.perf_counter()
+            row: dict[str, Any] = {"round": r}
+            self._send(Command.TRAIN, r)
+            row.update(self._aggregate(r, self._collect(self.train_buf)))
+            if is_eval_round(r, cfg.fed.rounds, cfg.eval.eval_every):
+                row.update(self._evaluate(r))
+            row["seconds"] = time.perf_counter() - t0
+            row["elapsed"] = time.perf_counter() - start
+            self.history.append(row)
+            self.run_dir.log_metrics(row)
+            print(format_round(row, cfg.fed.rounds), flush=True)
+        path = self.run_dir.save_model(self.spec.state_dict(self.model, self.global_vec))
+        self._send(Command.STOP, cfg.fed.rounds)
+        summary = summarize(self.history, time.perf_counter() - start)
+        print(format_summary(summary, str(path)), flush=True)
+        return summary
+
+    def _aggregate(self, r: int, buf: torch.Tensor) -> dict[str, Any]:
+        n = self.spec.numel
+        tail = buf[n:].tolist()
+        failures = int(tail[TrainSlot.FAILURES])
+        if failures:
+            raise FedrunError(f"round {r}: {failures} client worker(s) raised; see the traceback above")
+        weight = tail[TrainSlot.WEIGHT]
+        if not weight > 0:
+            raise FedrunError(
+                f"round {r}: the {int(tail[TrainSlot.CLIENTS])} sampled clients hold no training "
+                "examples (total weight 0); give every client data or sample more clients per round"
+            )
+        new = self.strategy.aggregate(self.global_vec, buf[:n], weight)
+        if not torch.isfinite(new).all():
+            raise FedrunError(f"round {r}: the aggregated model is not finite; lower --lr")
+        self.global_vec.copy_(new)
+        return {
+            "train_loss": _ratio(tail[TrainSlot.LOSS_SUM], tail[TrainSlot.SEEN]),
+            "clients": int(tail[TrainSlot.CLIENTS]),
+            "examples": int(tail[TrainSlot.EXAMPLES]),
+        }
+
+    def _evaluate(self, r: int) -> dict[str, Any]:
+        self._send(Command.EVALUATE, r)
+        # Central evaluation runs while the workers evaluate; an error in it is raised only after
+        # the reduce, so the workers are never left waiting inside it.
+        error: BaseException | None = None
+        try:
+            self.spec.load(self.model, self.global_vec)
+            loss, correct, count = evaluate(
+                self.model, self.central, self.info.task, self.cfg.eval.eval_batch_size
+            )
+        except Exception as e:  # noqa: BLE001
+            error = e
+        fed = self._collect(self.eval_buf).tolist()
+        if error is not None:
+            raise error
+        if fed[EvalSlot.FAILURES]:
+            raise FedrunError(f"round {r}: a client worker raised in evaluation; see its traceback")
+        row = {
+            "fed_loss": _ratio(fed[EvalSlot.LOSS_SUM], fed[EvalSlot.EXAMPLES]),
+            "fed_examples": int(fed[EvalSlot.EXAMPLES]),
+            "central_loss": _ratio(loss, count),
+        }
+        if self.info.task == "classification":
+            row["fed_acc"] = _ratio(fed[EvalSlot.CORRECT], fed[EvalSlot.EXAMPLES])
+            row["central_acc"] = _ratio(correct, count)
+        return row
+
+    def _print_header(self) -> None:
+        cfg, c = self.cfg, self.comm
+        k = resolve_clients_per_round(cfg.fed.clients_per_round, cfg.fed.num_clients)
+        print(
+            f"fedrun | {c.world_size} ranks: server + {c.world_size - 1} worker(s), "
+            f"{c.backend} on {c.device.type} | {cfg.data.dataset}/{cfg.data.partition}, "
+            f"{cfg.fed.num_clients} clients, {k} per round | {cfg.model.model} "
+            f"({self.spec.numel} params) | {cfg.strategy.strategy} | {cfg.fed.rounds} rounds "
+            f"| out {self.run_dir.path}",
+            file=sys.stdout,
+            flush=True,
+        )
+
+
+def _fmt(row: dict[str, Any], key: str, spec: str = ".4f") -> str:
+    v = row.get(key)
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def format_round(row: dict[str, Any], rounds: int) -> str:
+    width = len(str(rounds))
+    parts = [
+        f"round {row['round']:>{width}}/{rounds}",
+        f"train loss {_fmt(row, 'train_loss')}",
+        f"fed loss {_fmt(row, 'fed_loss')} acc {_fmt(row, 'fed_acc')}",
+        f"central loss {_fmt(row, 'central_loss')} acc {_fmt(row, 'central_acc')}",
+        f"{row['clients']} clients {row['examples']} ex",
+        f"{row['seconds']:.3f} s",
+    ]
+    return " | ".join(parts)
+
+
+def summarize(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    evals = [h for h in history if "central_loss" in h]
+    final = evals[-1]
+    key = "central_acc" if "central_acc" in final else "central_loss"
+    pick = max if key == "central_acc" else min
+    best = pick(evals, key=lambda h: h[key])
+    return {
+        "rounds": len(history),
+        "seconds": seconds,
+        "final": {k: v for k, v in final.items() if k.startswith(("central", "fed"))},
+        "best_round": best["round"],
+        f"best_{key}": best[key],
+    }
+
+
+def format_summary(s: dict[str, Any], model_path: str) -> str:
+    f = s["final"]
+    key = next(k for k in s if k.startswith("best_central"))
+    return (
+        f"done: {s['rounds']} rounds in {s['seconds']:.2f} s | final central loss "
+        f"{_fmt(f, 'central_loss')} acc {_fmt(f, 'central_acc')} | fed loss {_fmt(f, 'fed_loss')} "
+        f"acc {_fmt(f, 'fed_acc')} | best {key[5:]} {s[key]:.4f} (round {s['best_round']}) "
+        f"| model {model_path}"
+    )

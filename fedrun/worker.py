@@ -1,0 +1,136 @@
+"""Ranks 1..W-1: host virtual clients, train the sampled ones, send one packed sum per round.
+
+A worker answers every broadcast with exactly the collective the server expects, even when none
+of its clients is sampled (it sends zeros) and even when its own training raised (it reports the
+failure in the FAILURES slot, prints the traceback, and waits for the server's ABORT).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import torch
+
+from fedrun.comm import Comm
+from fedrun.config import Config, resolve_clients_per_round
+from fedrun.data import DATASETS
+from fedrun.errors import Aborted
+from fedrun.flat import FlatSpec
+from fedrun.models import build_model
+from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot
+from fedrun.sampling import clients_of, host_of, sample_clients
+from fedrun.seeding import derive_seed
+from fedrun.strategies import build_strategy
+from fedrun.train import evaluate, local_train, loss_for
+
+
+class Worker:
+    def __init__(self, cfg: Config, comm: Comm) -> None:
+        self.cfg, self.comm = cfg, comm
+        dataset = DATASETS[cfg.data.dataset]
+        self.info = dataset.info(cfg)
+        dev = comm.device
+        self.clients = clients_of(comm.rank, cfg.fed.num_clients, comm.world_size)
+        self.data = {
+            c: type(d)(d.train.to(dev), d.test.to(dev))
+            for c, d in dataset.client_data(cfg, self.clients).items()
+        }
+        # One model and one optimizer, reused for every client: the global vector is loaded
+        # into it and the optimizer's state is cleared per client.
+        self.model = build_model(cfg, self.info, dev)
+        self.spec = FlatSpec.of(self.model)
+        t = cfg.train
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+        )
+        self.strategy = build_strategy(cfg.strategy)
+        self.loss_fn = loss_for(self.info.task)
+        bdev = comm.buffer_device
+        self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=bdev)
+        self.train_buf = torch.zeros(self.spec.numel + len(TrainSlot), dtype=self.spec.dtype, device=bdev)
+        self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=bdev)
+        self.global_vec = self.spec.empty(dev)  # compute-device copy of the broadcast vector
+        self.scratch = self.spec.empty(dev)
+        self.update = self.spec.empty(dev)
+
+    def run(self) -> None:
+        while True:
+            self.comm.broadcast(self.bcast)
+            command, round_ = Command(int(self.bcast[0])), int(self.bcast[1])
+            if command is Command.ABORT:
+                raise Aborted("stopped by the server (its output shows the cause)")
+            self.global_vec.copy_(self.bcast[HEADER:])
+            if command is Command.STOP:
+                return
+            if command is Command.TRAIN:
+                self._train_round(round_)
+            else:
+                self._eval_round(round_)
+
+    def _mine(self, sampled: list[int]) -> list[int]:
+        return [c for c in sampled if host_of(c, self.comm.world_size) == self.comm.rank]
+
+    def _train_round(self, r: int) -> None:
+        cfg = self.cfg
+        k = resolve_clients_per_round(cfg.fed.clients_per_round, cfg.fed.num_clients)
+        mine = self._mine(sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r))
+        tail = [0.0] * len(TrainSlot)
+        self.update.zero_()
+        try:
+            for c in mine:
+                self._train_client(r, c, tail)
+        except Exception:  # report, keep the protocol in step, let the server abort everyone
+            print(f"fedrun: worker rank {self.comm.rank} failed in round {r}:", file=sys.stderr)
+            traceback.print_exc()
+            tail = [0.0] * len(TrainSlot)
+            tail[TrainSlot.FAILURES] = 1.0
+            self.update.zero_()
+        n = self.spec.numel
+        self.train_buf[:n].copy_(self.update)
+        self.train_buf[n:] = torch.tensor(tail, dtype=self.train_buf.dtype)
+        self.comm.reduce_sum(self.train_buf)
+
+    def _train_client(self, r: int, c: int, tail: list[float]) -> None:
+        """Train client c from the global vector; add a_c * (w_c - w) to the update sum."""
+        train = self.data[c].train
+        weight = self.strategy.client_weight(len(train))
+        tail[TrainSlot.CLIENTS] += 1
+        if weight == 0:  # no data: contributes nothing, and nothing to divide by
+            return
+        seed = derive_seed(self.cfg.fed.seed, "client", r, c)
+        torch.manual_seed(seed)  # dropout and other global-RNG draws of this client
+        gen = torch.Generator().manual_seed(seed)  # this client's shuffling
+        self.spec.load(self.model, self.global_vec)
+        loss_sum, seen = local_train(
+            self.model, self.optimizer, train, self.cfg.train, self.loss_fn, gen
+        )
+        delta = self.spec.flatten(self.model, out=self.scratch).sub_(self.global_vec)
+        self.update.add_(delta, alpha=weight)
+        tail[TrainSlot.WEIGHT] += weight
+        tail[TrainSlot.LOSS_SUM] += loss_sum
+        tail[TrainSlot.SEEN] += seen
+        tail[TrainSlot.EXAMPLES] += len(train)
+
+    def _eval_round(self, r: int) -> None:
+        cfg = self.cfg
+        k = resolve_clients_per_round(cfg.eval.eval_fraction, cfg.fed.num_clients)
+        mine = self._mine(sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r, "eval"))
+        sums = [0.0] * len(EvalSlot)
+        try:
+            self.spec.load(self.model, self.global_vec)
+            for c in mine:
+                loss, correct, count = evaluate(
+                    self.model, self.data[c].test, self.info.task, cfg.eval.eval_batch_size
+                )
+                sums[EvalSlot.LOSS_SUM] += loss
+                sums[EvalSlot.CORRECT] += correct
+                sums[EvalSlot.EXAMPLES] += count
+                sums[EvalSlot.CLIENTS] += 1
+        except Exception:
+            print(f"fedrun: worker rank {self.comm.rank} failed evaluating round {r}:", file=sys.stderr)
+            traceback.print_exc()
+            sums = [0.0] * len(EvalSlot)
+            sums[EvalSlot.FAILURES] = 1.0
+        self.eval_buf.copy_(torch.tensor(sums, dtype=torch.float64))
+        self.comm.reduce_sum(self.eval_buf)
