@@ -34,7 +34,7 @@ from fedrun.errors import ConfigError
 class FedConfig:
     """The federation: how many clients, how many rounds, who takes part."""
 
-    rounds: int = 20
+    rounds: int = 100
     """Number of federated rounds (each: broadcast, local training, one reduce, aggregation)."""
     num_clients: int = 30
     """Number of virtual clients. For `synthetic` this is the number of devices."""
@@ -165,7 +165,7 @@ def field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in zip(body, body[1:], strict=False):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
@@ -223,7 +223,9 @@ def _coerce(info: FieldInfo, value: Any) -> Any:
         or (_is_int_or_float(tp) and isinstance(value, int | float) and not isinstance(value, bool))
     )
     if not ok:
-        want = "a number" if _is_int_or_float(tp) else f"a {tp.__name__}"
+        want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+            tp, "a number"
+        )
         raise ConfigError(info.label, f"expected {want}, got {value!r}", "fix its type")
     return float(value) if tp is float else value
 
@@ -306,7 +308,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if extra:
         flags = [a for a in parser._option_string_actions if a.startswith("--")]
         bad = extra[0].split("=")[0]
-        raise ConfigError("command line", f"unknown flag {bad}", _suggest(bad, flags) or "see --help")
+        raise ConfigError(
+            "command line", f"unknown flag {bad}", _suggest(bad, flags) or "see --help"
+        )
     values: dict[str, dict[str, Any]] = {}
     given = vars(ns)
     if "config" in given:
@@ -396,13 +400,25 @@ def _validate(cfg: Config) -> None:
     _check(d.synthetic_beta >= 0, "synthetic_beta", "must be >= 0", "pass a non-negative number")
     _choice(m.model, "model", MODELS)
     _check(m.hidden >= 1, "hidden", f"must be >= 1, got {m.hidden}", "pass a positive integer")
-    _check(t.local_epochs >= 1 or t.local_steps >= 1, "local_epochs", "must be >= 1", "or set --local-steps")
-    _check(t.local_steps >= 0, "local_steps", f"must be >= 0, got {t.local_steps}", "0 means: use epochs")
+    _check(
+        t.local_epochs >= 1 or t.local_steps >= 1,
+        "local_epochs",
+        "must be >= 1",
+        "or set --local-steps",
+    )
+    _check(
+        t.local_steps >= 0,
+        "local_steps",
+        f"must be >= 0, got {t.local_steps}",
+        "0 means: use epochs",
+    )
     _check(t.lr > 0, "lr", f"must be > 0, got {t.lr}", "pass a positive learning rate")
     _check(0 <= t.momentum < 1, "momentum", f"must be in [0, 1), got {t.momentum}", "e.g. 0.9")
     _check(t.weight_decay >= 0, "weight_decay", f"must be >= 0, got {t.weight_decay}", "e.g. 1e-4")
     _check(t.batch_size >= 1, "batch_size", f"must be >= 1, got {t.batch_size}", "e.g. 32")
-    _check(e.eval_every >= 0, "eval_every", f"must be >= 0, got {e.eval_every}", "0 = only at the end")
+    _check(
+        e.eval_every >= 0, "eval_every", f"must be >= 0, got {e.eval_every}", "0 = only at the end"
+    )
     _check(
         0 < e.eval_fraction <= 1,
         "eval_fraction",

@@ -74,7 +74,7 @@ class FlatSpec:
         tensors = self._tensors(model)
         if out is None:
             out = self.empty(tensors[0].device)
-        for e, t in zip(self.entries, tensors):
+        for e, t in zip(self.entries, tensors, strict=True):
             out[e.offset : e.offset + e.numel].copy_(t.reshape(-1))
         return out
 
@@ -83,7 +83,7 @@ class FlatSpec:
         """Copy the flat vector into the model's tensors in place (no reallocation)."""
         if flat.numel() != self.numel:
             raise ValueError(f"flat vector has {flat.numel()} elements, the model {self.numel}")
-        for e, t in zip(self.entries, self._tensors(model)):
+        for e, t in zip(self.entries, self._tensors(model), strict=True):
             t.copy_(flat[e.offset : e.offset + e.numel].view(e.shape))
 
     def state_dict(self, model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:

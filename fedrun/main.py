@@ -7,9 +7,12 @@ role set-up -> one all-gather handshake (set-up status, model layout hash, confi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import sys
+import time
 import traceback
 
 import torch
@@ -20,8 +23,17 @@ from fedrun.config import Config, parse_args, to_toml
 from fedrun.errors import Aborted, FedrunError
 
 
-def _say(msg: str) -> None:
-    print(f"fedrun: error: {msg}", file=sys.stderr, flush=True)
+def _say(msg: str, show: bool = True) -> None:
+    """Print a user error as one line, and hand the same line to torchrun's failure summary
+    (its error file) so the summary names the cause instead of pointing at tracebacks."""
+    line = f"fedrun: error: {msg}"
+    if show:
+        print(line, file=sys.stderr, flush=True)
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        extra = {"py_callstack": line, "timestamp": str(int(time.time()))}
+        with contextlib.suppress(OSError), open(path, "w") as f:
+            json.dump({"message": {"message": line, "extraInfo": extra}}, f)
 
 
 def set_threads(cfg: Config, env: LaunchEnv) -> int:
@@ -62,16 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv).validate()
     except FedrunError as e:
-        if env.local_rank == 0:  # every rank fails alike: one line per node is enough
-            _say(str(e))
+        _say(str(e), show=env.local_rank == 0)  # every rank fails alike: one line per node
         return e.exit_code
     set_threads(cfg, env)
     cfg_digest = config_digest(cfg)
     try:
         comm = Comm(env, cfg.runtime)
     except FedrunError as e:
-        if env.local_rank == 0:
-            _say(str(e))
+        _say(str(e), show=env.local_rank == 0)
         return e.exit_code
 
     from fedrun.server import Server
@@ -87,18 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - shown here, then reported to every rank by the handshake
         traceback.print_exc()
         status = 1
+    in_step = False  # True once the outcome is known to every rank alike
     try:
         handshake(comm, status, role.spec.digest() if role else 0, cfg_digest)
         role.run()  # type: ignore[union-attr]
+        in_step = True
         return 0
     except Aborted:
+        in_step = True
         return 1  # the server printed the cause
     except FedrunError as e:
-        if status == 0 and (env.rank == 0 or "set-up" not in str(e)):
-            _say(str(e))
+        in_step = True
+        _say(str(e), show=status == 0 and (env.rank == 0 or "set-up" not in str(e)))
         return status or e.exit_code
     finally:
-        comm.close()
+        comm.close(in_step)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,16 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise ConfigError(_OUT, f"{path} is a file", "pass a directory path")
         if path.is_dir() and any(path.iterdir()) and not cfg.runtime.overwrite:
-            raise ConfigError(_OUT, f"{path} already holds files", "pass --overwrite or another --out")
+            raise ConfigError(
+                _OUT, f"{path} already holds files", "pass --overwrite or another --out"
+            )
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / "metrics.jsonl").write_text("")
         except OSError as e:
-            raise ConfigError(_OUT, f"cannot write to {path} ({e.strerror})", "pick a writable path") from None
+            raise ConfigError(
+                _OUT, f"cannot write to {path} ({e.strerror})", "pick a writable path"
+            ) from None
         self.path = path
         cfg.runtime.out = str(path)
         (path / "config.toml").write_text(to_toml(cfg))

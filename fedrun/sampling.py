@@ -7,7 +7,9 @@ import torch
 from fedrun.seeding import derive_seed
 
 
-def sample_clients(num_clients: int, k: int, seed: int, round_: int, purpose: str = "sample") -> list[int]:
+def sample_clients(
+    num_clients: int, k: int, seed: int, round_: int, purpose: str = "sample"
+) -> list[int]:
     """`k` distinct client ids drawn uniformly without replacement from (seed, purpose, round)."""
     if not 0 <= k <= num_clients:
         raise ValueError(f"cannot sample {k} of {num_clients} clients")

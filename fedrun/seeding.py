@@ -12,7 +12,7 @@ import numpy as np
 
 
 def derive_seed(seed: int, purpose: str, *keys: int) -> int:
-    """A 63-bit seed for `purpose` (e.g. "sample", "client") keyed by integers (round, client id)."""
+    """A 63-bit seed for `purpose` ("sample", "client", ...) keyed by ints (round, client id)."""
     entropy = [int(seed) & 0xFFFFFFFF, int(seed) >> 32 & 0xFFFFFFFF, zlib.crc32(purpose.encode())]
     entropy += [int(k) for k in keys]
     state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)

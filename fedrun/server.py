@@ -7,6 +7,7 @@ broadcast, after telling them to ABORT.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -44,7 +45,9 @@ class Server:
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=dev)
         self.global_vec = self.bcast[HEADER:]  # the global model lives inside the broadcast buffer
         self.spec.flatten(self.model, out=self.global_vec)
-        self.train_buf = torch.zeros(self.spec.numel + len(TrainSlot), dtype=self.spec.dtype, device=dev)
+        self.train_buf = torch.zeros(
+            self.spec.numel + len(TrainSlot), dtype=self.spec.dtype, device=dev
+        )
         self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=dev)
         self.history: list[dict[str, Any]] = []
         self._workers_at_broadcast = True
@@ -69,10 +72,8 @@ class Server:
             return self._run()
         except BaseException:
             if self._workers_at_broadcast:  # else they are inside a collective: torchrun's job
-                try:
+                with contextlib.suppress(Exception):  # never mask the original error
                     self._send(Command.ABORT, 0)
-                except Exception:  # noqa: BLE001 - never mask the original error
-                    pass
             raise
 
     def _run(self) -> dict[str, Any]:
@@ -102,7 +103,9 @@ class Server:
         tail = buf[n:].tolist()
         failures = int(tail[TrainSlot.FAILURES])
         if failures:
-            raise FedrunError(f"round {r}: {failures} client worker(s) raised; see the traceback above")
+            raise FedrunError(
+                f"round {r}: {failures} client worker(s) raised; see the traceback above"
+            )
         weight = tail[TrainSlot.WEIGHT]
         if not weight > 0:
             raise FedrunError(

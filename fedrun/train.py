@@ -23,9 +23,11 @@ def loss_for(task: str) -> LossFn:
     raise ValueError(f"unknown task {task!r}")
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator, steps: int, epochs: int) -> Iterator[torch.Tensor]:
+def batches(
+    n: int, batch_size: int, generator: torch.Generator, steps: int, epochs: int
+) -> Iterator[torch.Tensor]:
     """Index batches: `steps` batches if steps > 0 (reshuffling at each pass), else `epochs`
-    full passes, each a fresh permutation from `generator`. The last batch of a pass may be short."""
+    full passes, each a fresh permutation from `generator`. A pass's last batch may be short."""
     if n == 0:
         return
     done = 0
@@ -68,9 +70,7 @@ def local_train(
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, data: Split, task: str, batch_size: int
-) -> tuple[float, float, int]:
+def evaluate(model: nn.Module, data: Split, task: str, batch_size: int) -> tuple[float, float, int]:
     """(summed loss, number correct, examples) on `data`; correct is 0 for regression."""
     model.eval()
     loss_fn = loss_for(task)

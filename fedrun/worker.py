@@ -48,7 +48,9 @@ class Worker:
         self.loss_fn = loss_for(self.info.task)
         bdev = comm.buffer_device
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=bdev)
-        self.train_buf = torch.zeros(self.spec.numel + len(TrainSlot), dtype=self.spec.dtype, device=bdev)
+        self.train_buf = torch.zeros(
+            self.spec.numel + len(TrainSlot), dtype=self.spec.dtype, device=bdev
+        )
         self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=bdev)
         self.global_vec = self.spec.empty(dev)  # compute-device copy of the broadcast vector
         self.scratch = self.spec.empty(dev)
@@ -128,7 +130,10 @@ class Worker:
                 sums[EvalSlot.EXAMPLES] += count
                 sums[EvalSlot.CLIENTS] += 1
         except Exception:
-            print(f"fedrun: worker rank {self.comm.rank} failed evaluating round {r}:", file=sys.stderr)
+            print(
+                f"fedrun: worker rank {self.comm.rank} failed evaluating round {r}:",
+                file=sys.stderr,
+            )
             traceback.print_exc()
             sums = [0.0] * len(EvalSlot)
             sums[EvalSlot.FAILURES] = 1.0

@@ -1,0 +1,74 @@
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedrun.config import TrainConfig
+from fedrun.data import Split
+from fedrun.train import batches, evaluate, local_train, loss_for
+
+
+def test_epochs_are_permutations_and_steps_cross_epochs():
+    g = torch.Generator().manual_seed(0)
+    got = list(batches(10, 4, g, steps=0, epochs=2))
+    assert [len(b) for b in got] == [4, 4, 2, 4, 4, 2]
+    assert sorted(torch.cat(got[:3]).tolist()) == list(range(10))
+    assert sorted(torch.cat(got[3:]).tolist()) == list(range(10))
+    assert [len(b) for b in batches(10, 4, g, steps=5, epochs=1)] == [4, 4, 2, 4, 4]
+    assert list(batches(0, 4, g, steps=3, epochs=1)) == []
+
+
+def _data(n=40, seed=0) -> Split:
+    g = torch.Generator().manual_seed(seed)
+    return Split(torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g))
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Linear(5, 3)
+
+
+def _train(model, opt, data, cfg, seed):
+    return local_train(model, opt, data, cfg, F.cross_entropy, torch.Generator().manual_seed(seed))
+
+
+def test_optimizer_state_is_fresh_for_every_client():
+    cfg = TrainConfig(lr=0.1, momentum=0.9, batch_size=8, local_epochs=2)
+    start = _model()
+    # client B alone, with a fresh model and optimizer
+    alone = copy.deepcopy(start)
+    _train(alone, torch.optim.SGD(alone.parameters(), lr=0.1, momentum=0.9), _data(seed=2), cfg, 7)
+    # the reused model and optimizer: client A first, then B from the same start
+    reused = copy.deepcopy(start)
+    opt = torch.optim.SGD(reused.parameters(), lr=0.1, momentum=0.9)
+    _train(reused, opt, _data(seed=1), cfg, 3)
+    reused.load_state_dict(start.state_dict())
+    _train(reused, opt, _data(seed=2), cfg, 7)
+    for a, b in zip(alone.parameters(), reused.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_loss_sum_and_samples_seen():
+    cfg = TrainConfig(lr=0.1, batch_size=16, local_epochs=3)
+    model = _model()
+    loss_sum, seen = _train(model, torch.optim.SGD(model.parameters(), lr=0.1), _data(), cfg, 0)
+    assert seen == 120 and 0 < loss_sum / seen < 5
+    cfg = TrainConfig(lr=0.1, batch_size=16, local_steps=4)
+    loss_sum, seen = _train(model, torch.optim.SGD(model.parameters(), lr=0.1), _data(), cfg, 0)
+    assert seen == 16 + 16 + 8 + 16
+
+
+def test_evaluate_matches_a_direct_computation():
+    model, data = _model(), _data(n=37)
+    loss, correct, n = evaluate(model, data, "classification", batch_size=10)
+    out = model(data.x)
+    assert n == 37
+    assert abs(loss - F.cross_entropy(out, data.y, reduction="sum").item()) < 1e-4
+    assert correct == (out.argmax(1) == data.y).sum().item()
+
+
+def test_regression_loss_is_mse():
+    fn = loss_for("regression")
+    out, y = torch.tensor([[1.0], [3.0]]), torch.tensor([0.0, 1.0])
+    assert fn(out, y).item() == (1 + 4) / 2
