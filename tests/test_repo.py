@@ -24,7 +24,7 @@ def test_ci_runs_the_readme_test_command():
         check=True,
     )
     assert grep.stdout.strip() == "pip install -e '.[test]' && pytest"
-    assert "eval \"$cmd\"" in (REPO / ".ci" / "run").read_text()
+    assert 'eval "$cmd"' in (REPO / ".ci" / "run").read_text()
 
 
 def test_ruff_lint_and_format():
