@@ -50,15 +50,43 @@ class DataConfig:
     """Which data, and how it is split across clients."""
 
     dataset: str = "synthetic"
-    """Dataset name. `synthetic`: FedProx's Synthetic(alpha, beta), embedded, offline."""
+    """Dataset: `synthetic` (FedProx Synthetic(alpha, beta), embedded), `digits` (scikit-learn's
+    8x8 digits, offline), `mnist`, `fashion-mnist`, `cifar10` (torchvision files under data_root),
+    `fake` (seeded random tensors, for benchmarks). Ignored when `task` is set."""
     partition: str = "natural"
-    """How data is split: `natural` (one synthetic device per client, non-IID) or `iid`
-    (FedProx's Synthetic-IID generator: every device draws from one distribution)."""
+    """How data is split over clients. synthetic: `natural` (one device per client) or `iid`
+    (FedProx's Synthetic-IID). Pooled datasets (digits, mnist, fashion-mnist, cifar10): `iid`,
+    `dirichlet` (label skew, see dirichlet_alpha) or `shards` (McMahan et al. 2017). fake: `iid`.
+    `natural` on a pooled dataset means `iid`."""
+    task: str = ""
+    """Bring your own code: `pkg.module:obj` (or `pkg.module`), where obj provides model() and
+    client_data(client_id, num_clients); see README. Replaces dataset, partition and model."""
+    data_root: str = "~/data"
+    """Where torchvision datasets live (cifar-10-batches-py/, MNIST/raw/, FashionMNIST/raw/)."""
+    download: bool = False
+    """Download missing torchvision datasets into data_root (needs a network)."""
+    dirichlet_alpha: float = 0.5
+    """Concentration of the `dirichlet` partition: smaller alpha, stronger label skew."""
+    shards_per_client: int = 2
+    """Shards per client in the `shards` partition (each shard: one run of sorted labels)."""
+    min_samples: int = 2
+    """Minimum samples per client in `iid`/`dirichlet`/`shards` partitions (dirichlet redraws
+    until it holds)."""
+    client_test_fraction: float = 0.1
+    """Fraction of each client's pooled-dataset shard kept as its local test split."""
     synthetic_alpha: float = 1.0
     """Synthetic(alpha, beta): spread of the per-device model (how different the devices' labels
     functions are)."""
     synthetic_beta: float = 1.0
     """Synthetic(alpha, beta): spread of the per-device feature means."""
+    fake_shape: str = "3,32,32"
+    """`fake`: shape of one input, comma-separated."""
+    fake_classes: int = 10
+    """`fake`: number of classes."""
+    fake_samples: int = 500
+    """`fake`: training samples per client (plus 10% for its local test split)."""
+    fake_test_samples: int = 1000
+    """`fake`: size of the server's central test set."""
 
 
 @dataclass
@@ -66,9 +94,15 @@ class ModelConfig:
     """The model every client trains."""
 
     model: str = "logreg"
-    """Model name: `logreg` (multinomial logistic regression) or `mlp` (one hidden ReLU layer)."""
+    """Model: `logreg` (multinomial logistic regression), `mlp` (one hidden ReLU layer), `cnn`
+    (the Flower/PyTorch CIFAR tutorial's Net), `linear` (regression), `resnet18` (torchvision),
+    or a factory `pkg.module:fn` (called with the keyword arguments among input_shape,
+    num_outputs that it accepts)."""
     hidden: int = 64
     """Hidden width of `mlp`."""
+    norm: str = "batch"
+    """Normalisation layers of `resnet18`: `batch` (torchvision's) or `group` (GroupNorm with 2
+    groups per layer, which has no running statistics to disagree across clients)."""
 
 
 @dataclass
@@ -263,10 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
             groups[info.section] = p.add_argument_group(f"[{info.section}]")
         g = groups[info.section]
         if info.type is bool:
-            g.add_argument(info.flag, action=argparse.BooleanOptionalAction, help=info.doc)
+            g.add_argument(
+                info.flag, action=argparse.BooleanOptionalAction, help=info.doc.replace("%", "%%")
+            )
         else:
             conv = _parse_count_or_fraction if _is_int_or_float(info.type) else info.type
-            g.add_argument(info.flag, type=conv, metavar=info.name.upper(), help=info.doc)
+            g.add_argument(
+                info.flag, type=conv, metavar=info.name.upper(), help=info.doc.replace("%", "%%")
+            )
     return p
 
 
@@ -394,11 +432,54 @@ def _validate(cfg: Config) -> None:
             f"{cpr} is not between 1 and num_clients={f.num_clients}",
             "lower it or raise --num-clients",
         )
-    _choice(d.dataset, "dataset", DATASETS)
-    _choice(d.partition, "partition", DATASETS[d.dataset].partitions)
+    if d.task:
+        from fedrun.task import task_object
+
+        task_object(d.task)
+    else:
+        _choice(d.dataset, "dataset", DATASETS)
+        _choice(d.partition, "partition", DATASETS[d.dataset].partitions)
+        if ":" in m.model:
+            from fedrun.imports import import_object
+
+            _check(
+                callable(import_object(m.model, all_fields()["model"].label)),
+                "model",
+                f"{m.model} is not callable",
+                "name a function or class that builds the model",
+            )
+        else:
+            _choice(m.model, "model", MODELS)
+    _check(
+        d.dirichlet_alpha > 0,
+        "dirichlet_alpha",
+        f"must be > 0, got {d.dirichlet_alpha}",
+        "e.g. 0.5 (smaller: more skew)",
+    )
+    _check(d.shards_per_client >= 1, "shards_per_client", "must be >= 1", "e.g. 2")
+    _check(d.min_samples >= 0, "min_samples", f"must be >= 0, got {d.min_samples}", "e.g. 2")
+    _check(
+        0 <= d.client_test_fraction < 1,
+        "client_test_fraction",
+        f"must be in [0, 1), got {d.client_test_fraction}",
+        "e.g. 0.1",
+    )
     _check(d.synthetic_alpha >= 0, "synthetic_alpha", "must be >= 0", "pass a non-negative number")
     _check(d.synthetic_beta >= 0, "synthetic_beta", "must be >= 0", "pass a non-negative number")
-    _choice(m.model, "model", MODELS)
+    try:
+        shape = [int(v) for v in d.fake_shape.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        shape = []
+    _check(
+        bool(shape) and min(shape) >= 1,
+        "fake_shape",
+        f"cannot read {d.fake_shape!r}",
+        'give positive integers like "3,32,32"',
+    )
+    _check(d.fake_classes >= 2, "fake_classes", "must be >= 2", "e.g. 10")
+    _check(d.fake_samples >= 0, "fake_samples", "must be >= 0", "e.g. 500")
+    _check(d.fake_test_samples >= 1, "fake_test_samples", "must be >= 1", "e.g. 1000")
+    _choice(m.norm, "norm", ("batch", "group"))
     _check(m.hidden >= 1, "hidden", f"must be >= 1, got {m.hidden}", "pass a positive integer")
     _check(
         t.local_epochs >= 1 or t.local_steps >= 1,

@@ -17,14 +17,12 @@ import torch
 
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round
-from fedrun.data import DATASETS
 from fedrun.errors import FedrunError
 from fedrun.flat import FlatSpec
-from fedrun.models import build_model
 from fedrun.outputs import RunDir
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot, is_eval_round
 from fedrun.strategies import build_strategy
-from fedrun.train import evaluate
+from fedrun.task import load_task
 
 
 def _ratio(num: float, den: float) -> float:
@@ -34,12 +32,11 @@ def _ratio(num: float, den: float) -> float:
 class Server:
     def __init__(self, cfg: Config, comm: Comm) -> None:
         self.cfg, self.comm = cfg, comm
-        dataset = DATASETS[cfg.data.dataset]
-        self.info = dataset.info(cfg)
-        self.model = build_model(cfg, self.info, comm.device)
+        self.task = load_task(cfg)
+        self.model = self.task.model(cfg, comm.device)
         self.spec = FlatSpec.of(self.model)
         self.strategy = build_strategy(cfg.strategy)
-        self.central = dataset.central_data(cfg).to(comm.device)
+        self.central = self.task.central_data(comm.device)
         self.run_dir = RunDir(cfg)
         dev = comm.buffer_device
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=dev)
@@ -127,11 +124,13 @@ class Server:
         # Central evaluation runs while the workers evaluate; an error in it is raised only after
         # the reduce, so the workers are never left waiting inside it.
         error: BaseException | None = None
+        central = None
         try:
-            self.spec.load(self.model, self.global_vec)
-            loss, correct, count = evaluate(
-                self.model, self.central, self.info.task, self.cfg.eval.eval_batch_size
-            )
+            if self.central is not None:
+                self.spec.load(self.model, self.global_vec)
+                central = self.task.evaluate(
+                    self.model, self.central, self.cfg.eval.eval_batch_size, self.comm.device
+                )
         except Exception as e:  # noqa: BLE001
             error = e
         fed = self._collect(self.eval_buf).tolist()
@@ -139,23 +138,34 @@ class Server:
             raise error
         if fed[EvalSlot.FAILURES]:
             raise FedrunError(f"round {r}: a client worker raised in evaluation; see its traceback")
+        with_acc = self.task.kind == "classification" or self.task.eval_fn is not None
         row = {
             "fed_loss": _ratio(fed[EvalSlot.LOSS_SUM], fed[EvalSlot.EXAMPLES]),
             "fed_examples": int(fed[EvalSlot.EXAMPLES]),
-            "central_loss": _ratio(loss, count),
         }
-        if self.info.task == "classification":
+        if with_acc:
             row["fed_acc"] = _ratio(fed[EvalSlot.CORRECT], fed[EvalSlot.EXAMPLES])
-            row["central_acc"] = _ratio(correct, count)
+        if central is not None:
+            loss, correct, count = central
+            row["central_loss"] = _ratio(loss, count)
+            if with_acc:
+                row["central_acc"] = _ratio(correct, count)
         return row
+
+    def _data_name(self) -> str:
+        d = self.cfg.data
+        return f"task {d.task}" if d.task else f"{d.dataset}/{d.partition}"
+
+    def _model_name(self) -> str:
+        return type(self.model).__name__ if self.cfg.data.task else self.cfg.model.model
 
     def _print_header(self) -> None:
         cfg, c = self.cfg, self.comm
         k = resolve_clients_per_round(cfg.fed.clients_per_round, cfg.fed.num_clients)
         print(
             f"fedrun | {c.world_size} ranks: server + {c.world_size - 1} worker(s), "
-            f"{c.backend} on {c.device.type} | {cfg.data.dataset}/{cfg.data.partition}, "
-            f"{cfg.fed.num_clients} clients, {k} per round | {cfg.model.model} "
+            f"{c.backend} on {c.device.type} | {self._data_name()}, "
+            f"{cfg.fed.num_clients} clients, {k} per round | {self._model_name()} "
             f"({self.spec.numel} params) | {cfg.strategy.strategy} | {cfg.fed.rounds} rounds "
             f"| out {self.run_dir.path}",
             file=sys.stdout,
@@ -182,26 +192,28 @@ def format_round(row: dict[str, Any], rounds: int) -> str:
 
 
 def summarize(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    evals = [h for h in history if "central_loss" in h]
+    """Final and best evaluation metrics: central accuracy if there is one, else central loss,
+    else federated accuracy, else federated loss (max for accuracies, min for losses)."""
+    evals = [h for h in history if "fed_loss" in h]
     final = evals[-1]
-    key = "central_acc" if "central_acc" in final else "central_loss"
-    pick = max if key == "central_acc" else min
+    key = next(k for k in ("central_acc", "central_loss", "fed_acc", "fed_loss") if k in final)
+    pick = max if key.endswith("acc") else min
     best = pick(evals, key=lambda h: h[key])
     return {
         "rounds": len(history),
         "seconds": seconds,
         "final": {k: v for k, v in final.items() if k.startswith(("central", "fed"))},
+        "best_metric": key,
+        "best": best[key],
         "best_round": best["round"],
-        f"best_{key}": best[key],
     }
 
 
 def format_summary(s: dict[str, Any], model_path: str) -> str:
     f = s["final"]
-    key = next(k for k in s if k.startswith("best_central"))
     return (
         f"done: {s['rounds']} rounds in {s['seconds']:.2f} s | final central loss "
         f"{_fmt(f, 'central_loss')} acc {_fmt(f, 'central_acc')} | fed loss {_fmt(f, 'fed_loss')} "
-        f"acc {_fmt(f, 'fed_acc')} | best {key[5:]} {s[key]:.4f} (round {s['best_round']}) "
-        f"| model {model_path}"
+        f"acc {_fmt(f, 'fed_acc')} | best {s['best_metric']} {s['best']:.4f} "
+        f"(round {s['best_round']}) | model {model_path}"
     )

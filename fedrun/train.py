@@ -1,4 +1,9 @@
-"""Local training and evaluation loops on in-memory tensors (no DataLoader per client per round)."""
+"""Local training and evaluation loops.
+
+In-memory tensors (`Split`) are batched by index permutation: no DataLoader object per client
+per round. Any other torch Dataset goes through a DataLoader. Both shuffle with the client's own
+generator, one fresh permutation per pass.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from fedrun.config import TrainConfig
 from fedrun.data import Split
@@ -14,72 +21,110 @@ from fedrun.data import Split
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def loss_for(task: str) -> LossFn:
+def loss_for(kind: str) -> LossFn:
     """Mean loss of a batch: cross-entropy for classification, MSE for regression."""
-    if task == "classification":
+    if kind == "classification":
         return F.cross_entropy
-    if task == "regression":
-        return lambda out, y: F.mse_loss(out, y.view_as(out))
-    raise ValueError(f"unknown task {task!r}")
+    if kind == "regression":
+        return lambda out, y: F.mse_loss(out, y.view_as(out).to(out.dtype))
+    raise ValueError(f"unknown task kind {kind!r}")
 
 
-def batches(
-    n: int, batch_size: int, generator: torch.Generator, steps: int, epochs: int
-) -> Iterator[torch.Tensor]:
-    """Index batches: `steps` batches if steps > 0 (reshuffling at each pass), else `epochs`
-    full passes, each a fresh permutation from `generator`. A pass's last batch may be short."""
-    if n == 0:
+class TensorLoader:
+    """A DataLoader look-alike over a Split: `len()` batches per pass, each pass a fresh
+    permutation from `generator` (or in order without one)."""
+
+    def __init__(self, data: Split, batch_size: int, generator: torch.Generator | None) -> None:
+        self.dataset, self.batch_size, self.generator = data, batch_size, generator
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, x, y = len(self.dataset), self.dataset.x, self.dataset.y
+        if self.generator is None:
+            for i in range(0, n, self.batch_size):
+                yield x[i : i + self.batch_size], y[i : i + self.batch_size]
+            return
+        perm = torch.randperm(n, generator=self.generator).to(x.device, non_blocking=True)
+        for i in range(0, n, self.batch_size):
+            idx = perm[i : i + self.batch_size]
+            yield x[idx], y[idx]
+
+
+def make_loader(
+    data: Split | TorchDataset, batch_size: int, generator: torch.Generator | None
+) -> TensorLoader | DataLoader:
+    """Shuffling loader when `generator` is given, sequential otherwise."""
+    if isinstance(data, Split):
+        return TensorLoader(data, batch_size, generator)
+    return DataLoader(
+        data, batch_size=batch_size, shuffle=generator is not None, generator=generator
+    )
+
+
+def batches(loader, steps: int, epochs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`steps` batches if steps > 0 (a new pass, reshuffled, whenever one ends), else `epochs`
+    full passes."""
+    if len(loader) == 0:
         return
     done = 0
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        for i in range(0, n, batch_size):
-            yield perm[i : i + batch_size]
-            done += 1
-            if steps > 0 and done == steps:
-                return
-        if steps <= 0 and done == epochs * ((n + batch_size - 1) // batch_size):
+    for epoch in range(10**12):
+        if steps <= 0 and epoch == epochs:
             return
+        for batch in loader:
+            yield batch
+            done += 1
+            if done == steps:
+                return
 
 
 def local_train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: Split,
+    data: Split | TorchDataset,
     cfg: TrainConfig,
     loss_fn: LossFn,
     generator: torch.Generator,
+    device: torch.device,
 ) -> tuple[float, int]:
-    """Train `model` in place on `data`; returns (sum of batch-mean losses x batch sizes, samples
-    seen). The optimizer's state (momentum) is cleared first: every client starts fresh."""
+    """Train `model` in place; returns (sum of batch-mean losses x batch sizes, samples seen).
+    The optimizer's state (momentum) is cleared first: every client starts fresh."""
     optimizer.state.clear()
     model.train()
-    device = data.x.device
     loss_sum = torch.zeros((), device=device)
     seen = 0
-    for idx in batches(len(data), cfg.batch_size, generator, cfg.local_steps, cfg.local_epochs):
-        idx = idx.to(device, non_blocking=True)
-        xb, yb = data.x[idx], data.y[idx]
+    loader = make_loader(data, cfg.batch_size, generator)
+    for xb, yb in batches(loader, cfg.local_steps, cfg.local_epochs):
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(xb), yb)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * len(idx)  # stays on device: no sync per step
-        seen += len(idx)
+        loss_sum += loss.detach() * len(yb)  # stays on device: no sync per step
+        seen += len(yb)
     return float(loss_sum), seen
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Split, task: str, batch_size: int) -> tuple[float, float, int]:
-    """(summed loss, number correct, examples) on `data`; correct is 0 for regression."""
+def evaluate(
+    model: nn.Module,
+    data: Split | TorchDataset,
+    loss_fn: LossFn,
+    classification: bool,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[float, float, int]:
+    """(summed loss, number correct, examples) on `data`; correct is 0 unless classification."""
     model.eval()
-    loss_fn = loss_for(task)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=data.x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=data.x.device)
-    for i in range(0, len(data), batch_size):
-        xb, yb = data.x[i : i + batch_size], data.y[i : i + batch_size]
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    n = 0
+    for xb, yb in make_loader(data, batch_size, None):
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         out = model(xb)
-        loss_sum += loss_fn(out, yb).double() * len(xb)
-        if task == "classification":
+        loss_sum += loss_fn(out, yb).double() * len(yb)
+        if classification:
             correct += (out.argmax(dim=1) == yb).sum()
-    return float(loss_sum), float(correct), len(data)
+        n += len(yb)
+    return float(loss_sum), float(correct), n

@@ -14,38 +14,31 @@ import torch
 
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round
-from fedrun.data import DATASETS
 from fedrun.errors import Aborted
 from fedrun.flat import FlatSpec
-from fedrun.models import build_model
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot
 from fedrun.sampling import clients_of, host_of, sample_clients
 from fedrun.seeding import derive_seed
 from fedrun.strategies import build_strategy
-from fedrun.train import evaluate, local_train, loss_for
+from fedrun.task import load_task
 
 
 class Worker:
     def __init__(self, cfg: Config, comm: Comm) -> None:
         self.cfg, self.comm = cfg, comm
-        dataset = DATASETS[cfg.data.dataset]
-        self.info = dataset.info(cfg)
+        self.task = load_task(cfg)
         dev = comm.device
         self.clients = clients_of(comm.rank, cfg.fed.num_clients, comm.world_size)
-        self.data = {
-            c: type(d)(d.train.to(dev), d.test.to(dev))
-            for c, d in dataset.client_data(cfg, self.clients).items()
-        }
+        self.data = self.task.client_data(self.clients, dev)
         # One model and one optimizer, reused for every client: the global vector is loaded
         # into it and the optimizer's state is cleared per client.
-        self.model = build_model(cfg, self.info, dev)
+        self.model = self.task.model(cfg, dev)
         self.spec = FlatSpec.of(self.model)
         t = cfg.train
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
         )
         self.strategy = build_strategy(cfg.strategy)
-        self.loss_fn = loss_for(self.info.task)
         bdev = comm.buffer_device
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=bdev)
         self.train_buf = torch.zeros(
@@ -104,8 +97,8 @@ class Worker:
         torch.manual_seed(seed)  # dropout and other global-RNG draws of this client
         gen = torch.Generator().manual_seed(seed)  # this client's shuffling
         self.spec.load(self.model, self.global_vec)
-        loss_sum, seen = local_train(
-            self.model, self.optimizer, train, self.cfg.train, self.loss_fn, gen
+        loss_sum, seen = self.task.train(
+            self.model, self.optimizer, train, self.cfg, gen, self.comm.device
         )
         delta = self.spec.flatten(self.model, out=self.scratch).sub_(self.global_vec)
         self.update.add_(delta, alpha=weight)
@@ -122,8 +115,8 @@ class Worker:
         try:
             self.spec.load(self.model, self.global_vec)
             for c in mine:
-                loss, correct, count = evaluate(
-                    self.model, self.data[c].test, self.info.task, cfg.eval.eval_batch_size
+                loss, correct, count = self.task.evaluate(
+                    self.model, self.data[c].test, cfg.eval.eval_batch_size, self.comm.device
                 )
                 sums[EvalSlot.LOSS_SUM] += loss
                 sums[EvalSlot.CORRECT] += correct

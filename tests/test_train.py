@@ -6,17 +6,44 @@ from torch import nn
 
 from fedrun.config import TrainConfig
 from fedrun.data import Split
-from fedrun.train import batches, evaluate, local_train, loss_for
+from fedrun.train import TensorLoader, batches, evaluate, local_train, loss_for, make_loader
 
 
 def test_epochs_are_permutations_and_steps_cross_epochs():
     g = torch.Generator().manual_seed(0)
-    got = list(batches(10, 4, g, steps=0, epochs=2))
+    loader = TensorLoader(Split(torch.arange(10.0), torch.arange(10)), 4, g)
+    got = [y for _, y in batches(loader, steps=0, epochs=2)]
     assert [len(b) for b in got] == [4, 4, 2, 4, 4, 2]
     assert sorted(torch.cat(got[:3]).tolist()) == list(range(10))
     assert sorted(torch.cat(got[3:]).tolist()) == list(range(10))
-    assert [len(b) for b in batches(10, 4, g, steps=5, epochs=1)] == [4, 4, 2, 4, 4]
-    assert list(batches(0, 4, g, steps=3, epochs=1)) == []
+    assert torch.cat(got[:3]).tolist() != torch.cat(got[3:]).tolist()  # reshuffled
+    assert [len(y) for _, y in batches(loader, steps=5, epochs=1)] == [4, 4, 2, 4, 4]
+    empty = TensorLoader(Split(torch.zeros(0), torch.zeros(0)), 4, g)
+    assert list(batches(empty, steps=3, epochs=1)) == []
+
+
+def test_dataset_path_matches_tensor_path():
+    """A generic Dataset goes through a DataLoader; with the same generator state it yields
+    the same batches as the tensor fast path."""
+    data = _data(n=23)
+    wrapped = Wrapped(data)
+    fast = [y for _, y in make_loader(data, 5, torch.Generator().manual_seed(1))]
+    slow = [y for _, y in make_loader(wrapped, 5, torch.Generator().manual_seed(1))]
+    assert [len(b) for b in fast] == [len(b) for b in slow] == [5, 5, 5, 5, 3]
+    assert sorted(torch.cat(slow).tolist()) == sorted(data.y.tolist())
+    seq = torch.cat([x for x, _ in make_loader(wrapped, 5, None)])
+    assert torch.equal(seq, data.x)
+
+
+class Wrapped(torch.utils.data.Dataset):
+    def __init__(self, split):
+        self.split = split
+
+    def __len__(self):
+        return len(self.split)
+
+    def __getitem__(self, i):
+        return self.split.x[i], self.split.y[i]
 
 
 def _data(n=40, seed=0) -> Split:
@@ -30,7 +57,8 @@ def _model():
 
 
 def _train(model, opt, data, cfg, seed):
-    return local_train(model, opt, data, cfg, F.cross_entropy, torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    return local_train(model, opt, data, cfg, F.cross_entropy, gen, torch.device("cpu"))
 
 
 def test_optimizer_state_is_fresh_for_every_client():
@@ -61,7 +89,7 @@ def test_loss_sum_and_samples_seen():
 
 def test_evaluate_matches_a_direct_computation():
     model, data = _model(), _data(n=37)
-    loss, correct, n = evaluate(model, data, "classification", batch_size=10)
+    loss, correct, n = evaluate(model, data, F.cross_entropy, True, 10, torch.device("cpu"))
     out = model(data.x)
     assert n == 37
     assert abs(loss - F.cross_entropy(out, data.y, reduction="sum").item()) < 1e-4
@@ -72,3 +100,4 @@ def test_regression_loss_is_mse():
     fn = loss_for("regression")
     out, y = torch.tensor([[1.0], [3.0]]), torch.tensor([0.0, 1.0])
     assert fn(out, y).item() == (1 + 4) / 2
+    assert fn(out, torch.tensor([0, 1])).item() == (1 + 4) / 2  # integer targets are cast

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from torch.utils.data import Dataset as TorchDataset
 
 from fedrun.config import Config
 
@@ -27,10 +28,11 @@ class Split:
 
 @dataclass
 class ClientData:
-    """One virtual client's local data."""
+    """One virtual client's local data: in-memory tensors (the fast path, batched by index
+    permutation) or any torch Dataset (batched by a DataLoader)."""
 
-    train: Split
-    test: Split
+    train: Split | TorchDataset
+    test: Split | TorchDataset
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,20 @@ class Dataset(Protocol):
         """The local data of the given clients only."""
         ...
 
-    def central_data(self, cfg: Config) -> Split:
-        """The server's held-out evaluation set (never any client's training data)."""
+    def central_data(self, cfg: Config) -> Split | TorchDataset | None:
+        """The server's held-out evaluation set (never any client's training data), or None."""
         ...
 
 
+from fedrun.data.fake import Fake  # noqa: E402
+from fedrun.data.pooled import CIFAR10, MNIST, Digits, FashionMNIST  # noqa: E402
 from fedrun.data.synthetic import Synthetic  # noqa: E402
 
-DATASETS: dict[str, Dataset] = {"synthetic": Synthetic()}
+DATASETS: dict[str, Dataset] = {
+    "synthetic": Synthetic(),
+    "digits": Digits(),
+    "mnist": MNIST(),
+    "fashion-mnist": FashionMNIST(),
+    "cifar10": CIFAR10(),
+    "fake": Fake(),
+}

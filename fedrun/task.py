@@ -1,0 +1,181 @@
+"""The learning problem as the roles see it: data source, model, loss, train and eval loops.
+
+Built either from the built-in registries (--dataset, --partition, --model) or from the user's
+own code (--task pkg.module:obj). The user object (a module, an instance, a namespace, or a class,
+instantiated without arguments) provides:
+
+    model() -> nn.Module                                         required
+    client_data(client_id, num_clients) -> (train, test | None)  required; torch Datasets
+    server_data() -> Dataset                                     optional: central evaluation
+    loss = "cross_entropy" | "mse" | callable(out, y)            optional, default cross_entropy
+    train(model, loader, epochs, device)                         optional: replaces local SGD
+    evaluate(model, loader, device) -> (loss, accuracy)          optional: replaces evaluation
+    configure(config)                                            optional: sees the fedrun Config
+
+TensorDatasets of (inputs, targets) take the in-memory fast path; any other Dataset is batched
+by a DataLoader. A custom `evaluate` returns per-client (loss, accuracy), which fedrun averages
+weighted by test examples, as Flower does.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import TensorDataset
+
+from fedrun.config import Config
+from fedrun.data import DATASETS, ClientData, DatasetInfo, Split
+from fedrun.errors import ConfigError
+from fedrun.imports import import_object
+from fedrun.models import build_model
+from fedrun.seeding import derive_seed
+from fedrun.train import LossFn, evaluate, local_train, loss_for, make_loader
+
+_TASK = "data.task (--task)"
+
+
+def _on(data: Split | TorchDataset | None, device: torch.device) -> Split | TorchDataset:
+    """Tensor data goes to the device once; other datasets stay where they are."""
+    if data is None:
+        return Split(torch.zeros(0), torch.zeros(0, dtype=torch.long)).to(device)
+    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        data = Split(*data.tensors)
+    return data.to(device) if isinstance(data, Split) else data
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str  # "classification", "regression" or "custom" (a user loss: loss only)
+    info: DatasetInfo
+    loss_fn: LossFn
+    _model: Callable[[], nn.Module]
+    _client_data: Callable[[list[int]], dict[int, ClientData]]
+    _central: Callable[[], Any]
+    train_fn: Callable[..., Any] | None = None
+    eval_fn: Callable[..., Any] | None = None
+
+    def model(self, cfg: Config, device: torch.device) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(cfg.fed.seed, "init"))
+            model = self._model()
+        return model.to(device)
+
+    def client_data(self, ids: list[int], device: torch.device) -> dict[int, ClientData]:
+        raw = self._client_data(ids)
+        return {c: ClientData(_on(d.train, device), _on(d.test, device)) for c, d in raw.items()}
+
+    def central_data(self, device: torch.device) -> Split | TorchDataset | None:
+        data = self._central()
+        return None if data is None else _on(data, device)
+
+    def train(self, model, optimizer, data, cfg: Config, gen, device) -> tuple[float, int]:
+        """(loss sum, samples seen); a custom train that returns no loss gives (0, 0)."""
+        if self.train_fn is None:
+            return local_train(model, optimizer, data, cfg.train, self.loss_fn, gen, device)
+        loader = make_loader(data, cfg.train.batch_size, gen)
+        result = self.train_fn(model, loader, cfg.train.local_epochs, device)
+        seen = len(data) * cfg.train.local_epochs
+        if isinstance(result, numbers.Real) and math.isfinite(result):
+            return float(result) * seen, seen
+        return 0.0, 0
+
+    def evaluate(self, model, data, batch_size: int, device) -> tuple[float, float, int]:
+        """(loss sum, correct, examples) for weighted averaging."""
+        if len(data) == 0:
+            return 0.0, 0.0, 0
+        if self.eval_fn is None:
+            return evaluate(
+                model, data, self.loss_fn, self.kind == "classification", batch_size, device
+            )
+        loss, acc = self.eval_fn(model, make_loader(data, batch_size, None), device)
+        n = len(data)
+        return float(loss) * n, float(acc) * n, n
+
+
+def load_task(cfg: Config) -> Task:
+    if cfg.data.task:
+        return _user_task(cfg)
+    ds = DATASETS[cfg.data.dataset]
+    info = ds.info(cfg)
+    return Task(
+        name=cfg.data.dataset,
+        kind=info.task,
+        info=info,
+        loss_fn=loss_for(info.task),
+        _model=lambda: build_model(cfg, info),
+        _client_data=lambda ids: ds.client_data(cfg, ids),
+        _central=lambda: ds.central_data(cfg),
+    )
+
+
+def task_object(path: str) -> Any:
+    """Import the user's task object (instantiating a class) and check what fedrun calls."""
+    obj = import_object(path, _TASK)
+    if isinstance(obj, type):
+        obj = obj()
+    for required in ("model", "client_data"):
+        if not callable(getattr(obj, required, None)):
+            raise ConfigError(
+                _TASK, f"{path} has no {required}()", "see README: Bring your own code"
+            )
+    return obj
+
+
+def _user_task(cfg: Config) -> Task:
+    obj = task_object(cfg.data.task)
+    if callable(getattr(obj, "configure", None)):
+        obj.configure(cfg)
+    loss = getattr(obj, "loss", "cross_entropy")
+    if callable(loss):
+        kind, loss_fn = "custom", loss
+    elif loss in ("cross_entropy", "mse"):
+        kind = "classification" if loss == "cross_entropy" else "regression"
+        loss_fn = loss_for(kind)
+    else:
+        raise ConfigError(
+            _TASK, f"loss {loss!r} is unknown", 'use "cross_entropy", "mse" or a callable'
+        )
+    train_fn = getattr(obj, "train", None)
+    if train_fn is not None and cfg.train.local_steps > 0:
+        raise ConfigError(
+            "train.local_steps (--local-steps)",
+            "the task brings its own train(model, loader, epochs, device)",
+            "use --local-epochs",
+        )
+    n = cfg.fed.num_clients
+
+    def client_data(ids: list[int]) -> dict[int, ClientData]:
+        out = {}
+        for c in ids:
+            pair = obj.client_data(c, n)
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise ConfigError(
+                    _TASK,
+                    f"client_data({c}, {n}) must return (train, test or None)",
+                    "return a 2-tuple of Datasets",
+                )
+            out[c] = ClientData(*pair)
+        return out
+
+    server_data = getattr(obj, "server_data", None)
+    return Task(
+        name=cfg.data.task,
+        kind=kind,
+        info=DatasetInfo((), 0, kind),
+        loss_fn=loss_fn,
+        _model=obj.model,
+        _client_data=client_data,
+        _central=server_data if callable(server_data) else (lambda: None),
+        train_fn=train_fn if callable(train_fn) else None,
+        eval_fn=getattr(obj, "evaluate", None)
+        if callable(getattr(obj, "evaluate", None))
+        else None,
+    )
