@@ -73,8 +73,18 @@ class Server:
                     self._send(Command.ABORT, 0)
             raise
 
+    def _receive_partition(self) -> None:
+        c = self.task.num_classes
+        buf = torch.zeros(
+            self.cfg.fed.num_clients, c + 1, dtype=torch.float64, device=self.comm.buffer_device
+        )
+        self._collect(buf)
+        self.partition = buf.cpu().long()
+        self.run_dir.write_partition(self.partition[:, :c], self.partition[:, c])
+
     def _run(self) -> dict[str, Any]:
         cfg = self.cfg
+        self._receive_partition()
         self._print_header()
         start = time.perf_counter()
         for r in range(1, cfg.fed.rounds + 1):
@@ -91,6 +101,7 @@ class Server:
             print(format_round(row, cfg.fed.rounds), flush=True)
         path = self.run_dir.save_model(self.spec.state_dict(self.model, self.global_vec))
         self._send(Command.STOP, cfg.fed.rounds)
+        self.run_dir.plot_partition()  # after STOP: the workers need not wait for matplotlib
         summary = summarize(self.history, time.perf_counter() - start)
         print(format_summary(summary, str(path)), flush=True)
         return summary
@@ -139,12 +150,11 @@ class Server:
         if fed[EvalSlot.FAILURES]:
             raise FedrunError(f"round {r}: a client worker raised in evaluation; see its traceback")
         with_acc = self.task.kind == "classification" or self.task.eval_fn is not None
-        row = {
-            "fed_loss": _ratio(fed[EvalSlot.LOSS_SUM], fed[EvalSlot.EXAMPLES]),
-            "fed_examples": int(fed[EvalSlot.EXAMPLES]),
-        }
-        if with_acc:
-            row["fed_acc"] = _ratio(fed[EvalSlot.CORRECT], fed[EvalSlot.EXAMPLES])
+        row: dict[str, Any] = {"fed_examples": int(fed[EvalSlot.EXAMPLES])}
+        if fed[EvalSlot.EXAMPLES] > 0:  # clients may hold no test split
+            row["fed_loss"] = fed[EvalSlot.LOSS_SUM] / fed[EvalSlot.EXAMPLES]
+            if with_acc:
+                row["fed_acc"] = fed[EvalSlot.CORRECT] / fed[EvalSlot.EXAMPLES]
         if central is not None:
             loss, correct, count = central
             row["central_loss"] = _ratio(loss, count)
@@ -165,7 +175,8 @@ class Server:
         print(
             f"fedrun | {c.world_size} ranks: server + {c.world_size - 1} worker(s), "
             f"{c.backend} on {c.device.type} | {self._data_name()}, "
-            f"{cfg.fed.num_clients} clients, {k} per round | {self._model_name()} "
+            f"{cfg.fed.num_clients} clients ({int(self.partition[:, -1].sum())} train examples), "
+            f"{k} per round | {self._model_name()} "
             f"({self.spec.numel} params) | {cfg.strategy.strategy} | {cfg.fed.rounds} rounds "
             f"| out {self.run_dir.path}",
             file=sys.stdout,
@@ -178,25 +189,28 @@ def _fmt(row: dict[str, Any], key: str, spec: str = ".4f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _metric(row: dict[str, Any], prefix: str) -> str:
+    text = f"{prefix} loss {_fmt(row, prefix + '_loss')}"
+    return text + (f" acc {_fmt(row, prefix + '_acc')}" if prefix + "_acc" in row else "")
+
+
 def format_round(row: dict[str, Any], rounds: int) -> str:
     width = len(str(rounds))
-    parts = [
-        f"round {row['round']:>{width}}/{rounds}",
-        f"train loss {_fmt(row, 'train_loss')}",
-        f"fed loss {_fmt(row, 'fed_loss')} acc {_fmt(row, 'fed_acc')}",
-        f"central loss {_fmt(row, 'central_loss')} acc {_fmt(row, 'central_acc')}",
-        f"{row['clients']} clients {row['examples']} ex",
-        f"{row['seconds']:.3f} s",
-    ]
+    parts = [f"round {row['round']:>{width}}/{rounds}", f"train loss {_fmt(row, 'train_loss')}"]
+    parts += [_metric(row, p) for p in ("fed", "central") if p + "_loss" in row]
+    parts += [f"{row['clients']} clients {row['examples']} ex", f"{row['seconds']:.3f} s"]
     return " | ".join(parts)
 
 
 def summarize(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     """Final and best evaluation metrics: central accuracy if there is one, else central loss,
     else federated accuracy, else federated loss (max for accuracies, min for losses)."""
-    evals = [h for h in history if "fed_loss" in h]
+    evals = [h for h in history if "fed_examples" in h]
     final = evals[-1]
-    key = next(k for k in ("central_acc", "central_loss", "fed_acc", "fed_loss") if k in final)
+    keys = ("central_acc", "central_loss", "fed_acc", "fed_loss")
+    key = next((k for k in keys if k in final), None)
+    if key is None:  # no test data anywhere
+        return {"rounds": len(history), "seconds": seconds, "final": {}}
     pick = max if key.endswith("acc") else min
     best = pick(evals, key=lambda h: h[key])
     return {
@@ -211,9 +225,8 @@ def summarize(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 def format_summary(s: dict[str, Any], model_path: str) -> str:
     f = s["final"]
-    return (
-        f"done: {s['rounds']} rounds in {s['seconds']:.2f} s | final central loss "
-        f"{_fmt(f, 'central_loss')} acc {_fmt(f, 'central_acc')} | fed loss {_fmt(f, 'fed_loss')} "
-        f"acc {_fmt(f, 'fed_acc')} | best {s['best_metric']} {s['best']:.4f} "
-        f"(round {s['best_round']}) | model {model_path}"
-    )
+    parts = [f"done: {s['rounds']} rounds in {s['seconds']:.2f} s"]
+    parts += ["final " + _metric(f, p) for p in ("central", "fed") if p + "_loss" in f]
+    if "best" in s:
+        parts += [f"best {s['best_metric']} {s['best']:.4f} (round {s['best_round']})"]
+    return " | ".join(parts + [f"model {model_path}"])

@@ -62,6 +62,11 @@ class Task:
     train_fn: Callable[..., Any] | None = None
     eval_fn: Callable[..., Any] | None = None
 
+    @property
+    def num_classes(self) -> int:
+        """Classes counted in the partition report (0: only example counts are reported)."""
+        return self.info.num_outputs if self.kind == "classification" else 0
+
     def model(self, cfg: Config, device: torch.device) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(cfg.fed.seed, "init"))

@@ -13,6 +13,7 @@ import traceback
 import torch
 
 from fedrun.comm import Comm
+from fedrun.data import Split
 from fedrun.config import Config, resolve_clients_per_round
 from fedrun.errors import Aborted
 from fedrun.flat import FlatSpec
@@ -49,7 +50,20 @@ class Worker:
         self.scratch = self.spec.empty(dev)
         self.update = self.spec.empty(dev)
 
+    def report_partition(self) -> None:
+        """Start-up, once: this worker's rows of the clients x (classes + 1) count matrix
+        (label counts, then training examples), reduced to the server for partition.json."""
+        c = self.task.num_classes
+        counts = torch.zeros(self.cfg.fed.num_clients, c + 1, dtype=torch.float64)
+        for cid, d in self.data.items():
+            counts[cid, c] = len(d.train)
+            if c and isinstance(d.train, Split) and len(d.train):
+                counts[cid, :c] = torch.bincount(d.train.y.cpu(), minlength=c)[:c].double()
+        buf = counts.to(self.comm.buffer_device)
+        self.comm.reduce_sum(buf)
+
     def run(self) -> None:
+        self.report_partition()
         while True:
             self.comm.broadcast(self.bcast)
             command, round_ = Command(int(self.bcast[0])), int(self.bcast[1])

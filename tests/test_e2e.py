@@ -3,7 +3,6 @@ single-process FedAvg written here."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import subprocess
@@ -13,12 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fedrun.config import parse_args, resolve_clients_per_round
+from fedrun.config import parse_args
 from fedrun.data import DATASETS
 from fedrun.models import build_model
-from fedrun.sampling import sample_clients
-from fedrun.seeding import derive_seed
 
+from . import oracle
 from .conftest import REPO, spawn_ranks, torchrun
 
 pytestmark = pytest.mark.slow
@@ -50,53 +48,21 @@ ORACLE_ARGS = [
 
 
 def oracle_fedavg(argv: list[str]) -> tuple[dict[str, torch.Tensor], float]:
-    """FedAvg as the tutorials write it by hand: for each sampled client, load the global
-    state_dict, train with a fresh SGD, keep the state_dict; average them weighted by n_k.
-    Shares with fedrun only the data, the initial model and the per-client seeds."""
+    """The oracle on fedrun's Synthetic data; returns its final state and central loss."""
     cfg = parse_args(argv).validate()
-    f, t = cfg.fed, cfg.train
     ds = DATASETS[cfg.data.dataset]
     info = ds.info(cfg)
-    data = ds.client_data(cfg, list(range(f.num_clients)))
+    data = {
+        c: (d.train.x, d.train.y)
+        for c, d in ds.client_data(cfg, list(range(cfg.fed.num_clients))).items()
+    }
     model = build_model(cfg, info)
-    global_sd = copy.deepcopy(model.state_dict())
-    k = resolve_clients_per_round(f.clients_per_round, f.num_clients)
-    for r in range(1, f.rounds + 1):
-        states, weights = [], []
-        for c in sample_clients(f.num_clients, k, f.seed, r):
-            x, y = data[c].train.x, data[c].train.y
-            model.load_state_dict(global_sd)
-            opt = torch.optim.SGD(
-                model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
-            )
-            seed = derive_seed(f.seed, "client", r, c)
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            model.train()
-            for _ in range(t.local_epochs):
-                perm = torch.randperm(len(x), generator=gen)
-                for i in range(0, len(x), t.batch_size):
-                    idx = perm[i : i + t.batch_size]
-                    opt.zero_grad()
-                    F.cross_entropy(model(x[idx]), y[idx]).backward()
-                    opt.step()
-            states.append(copy.deepcopy(model.state_dict()))
-            weights.append(len(x))
-        total = sum(weights)
-        global_sd = {
-            name: sum(w * s[name] for w, s in zip(weights, states, strict=True)) / total
-            for name in global_sd
-        }
-    model.load_state_dict(global_sd)
+    final = oracle.fedavg(cfg, data, model, F.cross_entropy)
+    model.load_state_dict(final)
     central = ds.central_data(cfg)
     with torch.no_grad():
         loss = F.cross_entropy(model(central.x), central.y).item()
-    return global_sd, loss
-
-
-def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
-    assert a.keys() == b.keys()
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+    return final, loss
 
 
 def _metrics(out) -> list[dict]:
@@ -117,7 +83,7 @@ def test_matches_single_process_oracle(tmp_path, nproc):
     res = torchrun(nproc, *ORACLE_ARGS, out=out)
     assert res.returncode == 0, res.stderr
     expected, central_loss = oracle_fedavg(ORACLE_ARGS)
-    assert _max_diff(res.model(), expected) < TOL
+    assert oracle.max_diff(res.model(), expected) < TOL
     rows = _metrics(out)
     assert [r["round"] for r in rows] == [1, 2, 3]
     assert math.isclose(rows[-1]["central_loss"], central_loss, rel_tol=1e-5)
@@ -178,7 +144,7 @@ def test_deterministic_and_independent_of_worker_count(tmp_path):
         assert r.returncode == 0, r.stderr
     ma, mb, mc = a.model(), b.model(), c.model()
     assert all(torch.equal(ma[k], mb[k]) for k in ma)  # bitwise, same world size
-    assert _max_diff(ma, mc) < TOL  # 2 vs 4 workers: only the summation order differs
+    assert oracle.max_diff(ma, mc) < TOL  # 2 vs 4 workers: only the summation order differs
 
 
 # --- failures: every rank exits non-zero, quickly, with one line -----------------------------

@@ -133,7 +133,7 @@ def read_idx(path: Path) -> np.ndarray:
     """An idx file (MNIST format), optionally gzipped: big-endian magic 0x0000 08 <ndim>."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        data = f.read()
+        data = bytearray(f.read())  # writable: torch tensors need it
     if data[:2] != b"\x00\x00" or data[2] != 0x08:
         raise FedrunError(f"{path} is not an unsigned-byte idx file")
     ndim = data[3]

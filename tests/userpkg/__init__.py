@@ -1,0 +1,1 @@
+"""User code imported by path in the tests (--model / --task)."""

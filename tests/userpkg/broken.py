@@ -1,0 +1,1 @@
+raise ImportError("this user module is broken on purpose")

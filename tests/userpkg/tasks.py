@@ -1,0 +1,92 @@
+"""User tasks for the tests, written the way the README tells users to."""
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+SIZES = [30, 20, 0, 25, 40]  # client 2 holds no training data
+
+
+def _data(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    return x, (x @ torch.tensor([[1.0, -1, 0], [0, 1, -1], [-1, 0, 1]])).argmax(1)
+
+
+class Tensors:
+    """Classification on TensorDatasets (the fast path); client 2 is empty."""
+
+    def model(self):
+        return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
+
+    def client_data(self, client_id, num_clients):
+        x, y = _data(SIZES[client_id % 5] + 5, client_id)
+        n = SIZES[client_id % 5]
+        return TensorDataset(x[:n], y[:n]), TensorDataset(x[n:], y[n:])
+
+    def server_data(self):
+        return TensorDataset(*_data(50, 99))
+
+
+tensors = Tensors()
+
+
+class Empty(Tensors):
+    def client_data(self, client_id, num_clients):
+        return TensorDataset(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)), None
+
+
+class Exploding(Tensors):
+    def train(self, model, loader, epochs, device):
+        raise RuntimeError("boom in the user's train")
+
+
+class Pairs(Dataset):
+    """Not a TensorDataset: goes through a DataLoader."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+class SeedStyle:
+    """Generic Datasets and the Flower tutorial's train/test signatures."""
+
+    calls = 0
+
+    def model(self):
+        return nn.Linear(3, 3)
+
+    def client_data(self, client_id, num_clients):
+        x, y = _data(40, client_id)
+        return Pairs(x[:30], y[:30]), Pairs(x[30:], y[30:])
+
+    def train(self, model, loader, epochs, device):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(epochs):
+            for xb, yb in loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(xb.to(device)), yb.to(device)).backward()
+                opt.step()
+
+    def evaluate(self, model, loader, device):
+        correct = total = 0
+        with torch.no_grad():
+            for xb, yb in loader:
+                correct += (model(xb).argmax(1) == yb).sum().item()
+                total += len(yb)
+        return 0.25, correct / total
+
+
+class NoData:
+    def model(self):
+        return nn.Linear(3, 3)
+
+
+class BadLoss(Tensors):
+    loss = "hinge"
