@@ -13,8 +13,8 @@ import traceback
 import torch
 
 from fedrun.comm import Comm
-from fedrun.data import Split
 from fedrun.config import Config, resolve_clients_per_round
+from fedrun.data import Split
 from fedrun.errors import Aborted
 from fedrun.flat import FlatSpec
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot
