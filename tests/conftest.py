@@ -35,6 +35,7 @@ def torchrun(
     timeout: float = 120,
     env: dict[str, str] | None = None,
     module: str = "fedrun.main",
+    cwd: Path = REPO,
 ) -> Launch:
     """`python -m torch.distributed.run --standalone` (a free rendezvous port picked by the OS)
     running fedrun with `args`, killed after `timeout` seconds."""
@@ -52,7 +53,7 @@ def torchrun(
         cmd += ["--out", str(out)]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
     return Launch(p.returncode, p.stdout, p.stderr, time.perf_counter() - t0, out or REPO)
 
 

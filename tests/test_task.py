@@ -13,7 +13,7 @@ from fedrun.seeding import derive_seed
 from fedrun.task import load_task
 
 from . import oracle
-from .conftest import spawn_ranks, torchrun
+from .conftest import REPO, spawn_ranks, torchrun
 from .userpkg import tasks
 
 
@@ -121,3 +121,18 @@ def test_generic_datasets_and_the_tutorial_signatures(tmp_path):
     assert rows[-1]["fed_acc"] == pytest.approx(correct / total)
     assert rows[-1]["train_loss"] is None  # its train returns no loss
     assert "central_loss" not in rows[-1]  # no server_data
+
+
+@pytest.mark.slow
+def test_the_readme_example_task_runs_as_documented(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("```python\n# mytask.py")[1].split("```")[0]
+    command = code.split("->")[1].split("\n")[0].split()
+    (tmp_path / "mytask.py").write_text("# mytask.py" + code)
+    assert command[:4] == ["torchrun", "--nproc_per_node=3", "-m", "fedrun.main"]
+    res = torchrun(3, *command[4:], out=tmp_path / "run", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert rows[-1]["central_acc"] > 0.9 and rows[0]["examples"] == 400  # separable by design
