@@ -36,6 +36,16 @@ def _say(msg: str, show: bool = True) -> None:
             json.dump({"message": {"message": line, "extraInfo": extra}}, f)
 
 
+def _same_everywhere(e: FedrunError, env: LaunchEnv) -> int:
+    """An error every rank meets alike (config, launch): local rank 0 prints it; the others wait
+    a moment before exiting, because torchrun kills the remaining ranks at the first exit and
+    the line must not die with rank 0."""
+    _say(str(e), show=env.local_rank == 0)
+    if env.local_rank != 0:
+        time.sleep(3)
+    return e.exit_code
+
+
 def set_threads(cfg: Config, env: LaunchEnv) -> int:
     """Torch threads per process: cores / local processes unless --threads says otherwise, so
     the processes of one node never oversubscribe its cores."""
@@ -74,15 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv).validate()
     except FedrunError as e:
-        _say(str(e), show=env.local_rank == 0)  # every rank fails alike: one line per node
-        return e.exit_code
+        return _same_everywhere(e, env)
     set_threads(cfg, env)
     cfg_digest = config_digest(cfg)
     try:
         comm = Comm(env, cfg.runtime)
     except FedrunError as e:
-        _say(str(e), show=env.local_rank == 0)
-        return e.exit_code
+        return _same_everywhere(e, env)
 
     from fedrun.server import Server
     from fedrun.worker import Worker
@@ -105,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Aborted:
         in_step = True
-        return 1  # the server printed the cause
+        time.sleep(2)  # let the server print the cause before torchrun reaps the group
+        return 1
     except FedrunError as e:
         in_step = True
         _say(str(e), show=status == 0 and (env.rank == 0 or "set-up" not in str(e)))

@@ -18,6 +18,7 @@ import torch
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round
 from fedrun.errors import FedrunError
+from fedrun.exchange import RoundUpdates, make_exchange
 from fedrun.flat import FlatSpec
 from fedrun.outputs import RunDir
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot, is_eval_round
@@ -42,8 +43,8 @@ class Server:
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=dev)
         self.global_vec = self.bcast[HEADER:]  # the global model lives inside the broadcast buffer
         self.spec.flatten(self.model, out=self.global_vec)
-        self.train_buf = torch.zeros(
-            self.spec.numel + len(TrainSlot), dtype=self.spec.dtype, device=dev
+        self.exchange = make_exchange(
+            self.strategy.reduction, comm, self.spec.numel, self.spec.dtype, comm.device
         )
         self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=dev)
         self.history: list[dict[str, Any]] = []
@@ -91,7 +92,9 @@ class Server:
             t0 = time.perf_counter()
             row: dict[str, Any] = {"round": r}
             self._send(Command.TRAIN, r)
-            row.update(self._aggregate(r, self._collect(self.train_buf)))
+            updates = self.exchange.receive()
+            self._workers_at_broadcast = True
+            row.update(self._aggregate(r, updates))
             if is_eval_round(r, cfg.fed.rounds, cfg.eval.eval_every):
                 row.update(self._evaluate(r))
             row["seconds"] = time.perf_counter() - t0
@@ -106,28 +109,26 @@ class Server:
         print(format_summary(summary, str(path)), flush=True)
         return summary
 
-    def _aggregate(self, r: int, buf: torch.Tensor) -> dict[str, Any]:
-        n = self.spec.numel
-        tail = buf[n:].tolist()
-        failures = int(tail[TrainSlot.FAILURES])
+    def _aggregate(self, r: int, updates: RoundUpdates) -> dict[str, Any]:
+        stats = updates.stats
+        failures = int(stats[TrainSlot.FAILURES])
         if failures:
             raise FedrunError(
                 f"round {r}: {failures} client worker(s) raised; see the traceback above"
             )
-        weight = tail[TrainSlot.WEIGHT]
-        if not weight > 0:
+        if not updates.weight > 0:
             raise FedrunError(
-                f"round {r}: the {int(tail[TrainSlot.CLIENTS])} sampled clients hold no training "
+                f"round {r}: the {int(stats[TrainSlot.CLIENTS])} sampled clients hold no training "
                 "examples (total weight 0); give every client data or sample more clients per round"
             )
-        new = self.strategy.aggregate(self.global_vec, buf[:n], weight)
+        new = self.strategy.aggregate(self.global_vec, updates)
         if not torch.isfinite(new).all():
             raise FedrunError(f"round {r}: the aggregated model is not finite; lower --lr")
         self.global_vec.copy_(new)
         return {
-            "train_loss": _ratio(tail[TrainSlot.LOSS_SUM], tail[TrainSlot.SEEN]),
-            "clients": int(tail[TrainSlot.CLIENTS]),
-            "examples": int(tail[TrainSlot.EXAMPLES]),
+            "train_loss": _ratio(stats[TrainSlot.LOSS_SUM], stats[TrainSlot.SEEN]),
+            "clients": int(stats[TrainSlot.CLIENTS]),
+            "examples": int(stats[TrainSlot.EXAMPLES]),
         }
 
     def _evaluate(self, r: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round
 from fedrun.data import Split
 from fedrun.errors import Aborted
+from fedrun.exchange import make_exchange
 from fedrun.flat import FlatSpec
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot
 from fedrun.sampling import clients_of, host_of, sample_clients
@@ -42,13 +43,12 @@ class Worker:
         self.strategy = build_strategy(cfg.strategy)
         bdev = comm.buffer_device
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=bdev)
-        self.train_buf = torch.zeros(
-            self.spec.numel + len(TrainSlot), dtype=self.spec.dtype, device=bdev
+        self.exchange = make_exchange(
+            self.strategy.reduction, comm, self.spec.numel, self.spec.dtype, dev
         )
         self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=bdev)
         self.global_vec = self.spec.empty(dev)  # compute-device copy of the broadcast vector
         self.scratch = self.spec.empty(dev)
-        self.update = self.spec.empty(dev)
 
     def report_partition(self) -> None:
         """Start-up, once: this worker's rows of the clients x (classes + 1) count matrix
@@ -84,27 +84,24 @@ class Worker:
         cfg = self.cfg
         k = resolve_clients_per_round(cfg.fed.clients_per_round, cfg.fed.num_clients)
         mine = self._mine(sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r))
-        tail = [0.0] * len(TrainSlot)
-        self.update.zero_()
+        stats = [0.0] * len(TrainSlot)
+        self.exchange.reset()
         try:
             for c in mine:
-                self._train_client(r, c, tail)
+                self._train_client(r, c, stats)
         except Exception:  # report, keep the protocol in step, let the server abort everyone
             print(f"fedrun: worker rank {self.comm.rank} failed in round {r}:", file=sys.stderr)
             traceback.print_exc()
-            tail = [0.0] * len(TrainSlot)
-            tail[TrainSlot.FAILURES] = 1.0
-            self.update.zero_()
-        n = self.spec.numel
-        self.train_buf[:n].copy_(self.update)
-        self.train_buf[n:] = torch.tensor(tail, dtype=self.train_buf.dtype)
-        self.comm.reduce_sum(self.train_buf)
+            stats = [0.0] * len(TrainSlot)
+            stats[TrainSlot.FAILURES] = 1.0
+            self.exchange.reset()
+        self.exchange.send(stats)
 
-    def _train_client(self, r: int, c: int, tail: list[float]) -> None:
-        """Train client c from the global vector; add a_c * (w_c - w) to the update sum."""
+    def _train_client(self, r: int, c: int, stats: list[float]) -> None:
+        """Train client c from the global vector; hand a_c and w_c - w to the exchange."""
         train = self.data[c].train
         weight = self.strategy.client_weight(len(train))
-        tail[TrainSlot.CLIENTS] += 1
+        stats[TrainSlot.CLIENTS] += 1
         if weight == 0:  # no data: contributes nothing, and nothing to divide by
             return
         seed = derive_seed(self.cfg.fed.seed, "client", r, c)
@@ -115,11 +112,11 @@ class Worker:
             self.model, self.optimizer, train, self.cfg, gen, self.comm.device
         )
         delta = self.spec.flatten(self.model, out=self.scratch).sub_(self.global_vec)
-        self.update.add_(delta, alpha=weight)
-        tail[TrainSlot.WEIGHT] += weight
-        tail[TrainSlot.LOSS_SUM] += loss_sum
-        tail[TrainSlot.SEEN] += seen
-        tail[TrainSlot.EXAMPLES] += len(train)
+        self.exchange.add(c, delta, weight)
+        stats[TrainSlot.WEIGHT] += weight
+        stats[TrainSlot.LOSS_SUM] += loss_sum
+        stats[TrainSlot.SEEN] += seen
+        stats[TrainSlot.EXAMPLES] += len(train)
 
     def _eval_round(self, r: int) -> None:
         cfg = self.cfg

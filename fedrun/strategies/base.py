@@ -1,13 +1,13 @@
 """The strategy interface: server-side maths on flat vectors, testable without a process group.
 
-Workers send, per round, the weighted sum of their clients' updates
+With `reduction = "sum"` the server receives, per round, the weighted sum of the clients' updates
     U = sum_k a_k (w_k - w),  A = sum_k a_k,   a_k = strategy.client_weight(n_k)
-packed into one buffer and reduced (SUM) to rank 0. `aggregate(w, U, A)` returns the next global
-vector. Strategies that must see every client's update (robust aggregation, e.g. median or Krum)
-will set `reduction = "gather"` and implement `aggregate_each`; the round loop asks the
-communication layer for the reduction the strategy names, so that path slots in without
-touching the loop. Stateful server optimizers (FedAdam, FedYogi) keep their moments in
-`state_dict()` so checkpoints can save them.
+(fedrun.exchange.RoundUpdates), brought by one reduce-SUM. `aggregate(w, updates)` returns the
+next global vector. Strategies that must see every client's update (median, Krum) will name
+another exchange in `reduction` and read per-client vectors from RoundUpdates; the round loops
+only talk to the exchange the strategy names, so that path slots in without touching them.
+Stateful server optimizers (FedAdam, FedYogi) keep their moments in `state_dict()` so
+checkpoints can save them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import Any, ClassVar
 import torch
 
 from fedrun.config import StrategyConfig
+from fedrun.exchange import RoundUpdates
 
 
 class Strategy(ABC):
     reduction: ClassVar[str] = "sum"
-    """How client updates reach the server: "sum" (one reduce of weighted sums)."""
+    """How client updates reach the server: a key of fedrun.exchange.EXCHANGES."""
 
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg = cfg
@@ -34,10 +35,8 @@ class Strategy(ABC):
         return float(num_examples) if self.cfg.weighting == "examples" else 1.0
 
     @abstractmethod
-    def aggregate(
-        self, global_vec: torch.Tensor, update_sum: torch.Tensor, weight_sum: float
-    ) -> torch.Tensor:
-        """The next global vector from the current one and the reduced (U, A); weight_sum > 0."""
+    def aggregate(self, global_vec: torch.Tensor, updates: RoundUpdates) -> torch.Tensor:
+        """The next global vector from the current one and the round's updates (A > 0)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from fedrun.exchange import RoundUpdates
 from fedrun.strategies.base import Strategy
 
 
 class FedAvg(Strategy):
-    def aggregate(
-        self, global_vec: torch.Tensor, update_sum: torch.Tensor, weight_sum: float
-    ) -> torch.Tensor:
-        if not weight_sum > 0:
-            raise ValueError(f"total client weight must be > 0, got {weight_sum}")
-        return global_vec.add(update_sum, alpha=self.cfg.server_lr / weight_sum)
+    def aggregate(self, global_vec: torch.Tensor, updates: RoundUpdates) -> torch.Tensor:
+        if not updates.weight > 0:
+            raise ValueError(f"total client weight must be > 0, got {updates.weight}")
+        return global_vec.add(updates.update_sum, alpha=self.cfg.server_lr / updates.weight)
