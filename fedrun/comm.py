@@ -3,6 +3,7 @@ four collectives of the round protocol (broadcast, reduce-sum, all-gather of int
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from fedrun.config import RuntimeConfig
-from fedrun.errors import ConfigError
+from fedrun.errors import ConfigError, PeerLost
 
 RUN_HINT = "launch with: torchrun --nproc_per_node=3 -m fedrun.main [flags]"
 
@@ -105,24 +106,49 @@ class Comm:
             is_master=env.rank == 0 and not agent_store,
             timeout=timeout,
         )
+        self.store = store  # outlives restarts when torchrun's agent hosts it
         prefixed = dist.PrefixStore(f"fedrun/attempt{env.restart_count}", store)
         dist.init_process_group(
             self.backend, store=prefixed, rank=env.rank, world_size=env.world_size, timeout=timeout
         )
 
+    def first_attempt_value(self, key: str, value: str) -> str:
+        """`value` on the first attempt of a job, remembered in the launcher's store, so that a
+        group restarted by torchrun gets the first attempt's value back (e.g. its run dir)."""
+        key = "fedrun/" + key
+        if self.env.restart_count > 0 and self.store.check([key]):
+            return self.store.get(key).decode()
+        self.store.set(key, value)
+        return value
+
+    @contextlib.contextmanager
+    def _guard(self, op: str):
+        """A collective that fails because a peer died or timed out becomes one line."""
+        try:
+            yield
+        except (RuntimeError, dist.DistError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first.split(". This is typically")[0]  # gloo's boilerplate
+            raise PeerLost(
+                f"rank {self.rank}: {op} failed, a peer is gone or stuck ({first})"
+            ) from None
+
     def broadcast(self, t: torch.Tensor) -> None:
         """In place: rank 0's tensor everywhere."""
-        dist.broadcast(t, src=0)
+        with self._guard("broadcast"):
+            dist.broadcast(t, src=0)
 
     def reduce_sum(self, t: torch.Tensor) -> None:
         """In place: the elementwise sum over all ranks lands on rank 0 (others: unspecified)."""
-        dist.reduce(t, dst=0, op=dist.ReduceOp.SUM)
+        with self._guard("reduce"):
+            dist.reduce(t, dst=0, op=dist.ReduceOp.SUM)
 
     def all_gather_ints(self, values: list[int]) -> list[list[int]]:
         """Every rank's list of int64s, on every rank (used once, at start-up)."""
         t = torch.tensor(values, dtype=torch.int64, device=self.buffer_device)
         out = [torch.empty_like(t) for _ in range(self.world_size)]
-        dist.all_gather(out, t)
+        with self._guard("start-up all-gather"):
+            dist.all_gather(out, t)
         return [o.tolist() for o in out]
 
     def close(self, in_step: bool = True) -> None:

@@ -167,6 +167,20 @@ class RuntimeConfig:
     """Run directory (resolved config, metrics.jsonl, final_model.pt); empty = runs/<timestamp>."""
     overwrite: bool = False
     """Allow writing into an existing non-empty run directory."""
+    checkpoint_every: int = 10
+    """Write a checkpoint (global model, strategy state, round, RNG states) every N rounds and
+    after the last; 0 = never. Needed for --resume and for surviving restarts."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep in OUT/checkpoints/."""
+    resume: str = ""
+    """Continue a run: a checkpoint file, or `auto` for the newest one in --out (a fresh start if
+    there is none). A run restarted by torchrun (--max-restarts) resumes automatically."""
+    quiet: bool = False
+    """No per-round output on the console (the final summary still prints)."""
+    plot_every: int = 25
+    """Redraw OUT/metrics.png every N rounds (always at the end); 0 = only at the end."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars to OUT/tensorboard (needs the tensorboard package)."""
 
 
 @dataclass
@@ -514,3 +528,32 @@ def _validate(cfg: Config) -> None:
     _choice(r.device, "device", ("auto", "cpu", "cuda"))
     _check(r.timeout > 0, "timeout", f"must be > 0 seconds, got {r.timeout}", "e.g. 1800")
     _check(r.threads >= 0, "threads", f"must be >= 0, got {r.threads}", "0 = automatic")
+    _check(r.checkpoint_every >= 0, "checkpoint_every", "must be >= 0", "0 = never")
+    _check(r.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1", "e.g. 2")
+    _check(r.plot_every >= 0, "plot_every", "must be >= 0", "0 = only at the end")
+    if r.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            _check(
+                False,
+                "tensorboard",
+                "the tensorboard package is not installed",
+                "pip install 'fedrun[tensorboard]' or drop --tensorboard",
+            )
+
+
+def result_digest(cfg: Config) -> int:
+    """A 63-bit hash of everything that determines the model a round produces: fed (except the
+    number of rounds, so a run may be extended), data, model, train and strategy. A checkpoint
+    is only resumed under the same digest."""
+    import hashlib
+
+    import tomli_w
+
+    d = cfg.to_dict()
+    d["fed"].pop("rounds")
+    d["data"].pop("data_root")  # where the files live does not change them
+    d["data"].pop("download")
+    kept = {k: d[k] for k in ("fed", "data", "model", "train", "strategy")}
+    return int.from_bytes(hashlib.sha256(tomli_w.dumps(kept).encode()).digest()[:8], "little") >> 1

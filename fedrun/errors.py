@@ -24,3 +24,7 @@ class ConfigError(FedrunError):
 
 class Aborted(FedrunError):
     """A worker was told by the server to stop because of an error reported there."""
+
+
+class PeerLost(FedrunError):
+    """A collective failed because another rank died or hung; the group cannot continue."""

@@ -14,13 +14,14 @@ import os
 import sys
 import time
 import traceback
+from typing import Any
 
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from fedrun.comm import Comm, LaunchEnv
 from fedrun.config import Config, parse_args, to_toml
-from fedrun.errors import Aborted, FedrunError
+from fedrun.errors import Aborted, FedrunError, PeerLost
 
 
 def _say(msg: str, show: bool = True) -> None:
@@ -76,6 +77,7 @@ def handshake(comm: Comm, status: int, spec_digest: int, cfg_digest: int) -> Non
 
 @record
 def main(argv: list[str] | None = None) -> int:
+    """The CLI: parse flags, run, return the exit code (0 ok, 1 failure, 2 bad input)."""
     try:
         env = LaunchEnv.from_environ()
     except FedrunError as e:
@@ -85,12 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_args(argv).validate()
     except FedrunError as e:
         return _same_everywhere(e, env)
+    return execute(cfg, env)[0]
+
+
+def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
+    """Run a validated config in this process; (exit code, rank 0's summary or None)."""
     set_threads(cfg, env)
     cfg_digest = config_digest(cfg)
     try:
         comm = Comm(env, cfg.runtime)
     except FedrunError as e:
-        return _same_everywhere(e, env)
+        return _same_everywhere(e, env), None
 
     from fedrun.server import Server
     from fedrun.worker import Worker
@@ -108,17 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     in_step = False  # True once the outcome is known to every rank alike
     try:
         handshake(comm, status, role.spec.digest() if role else 0, cfg_digest)
-        role.run()  # type: ignore[union-attr]
+        summary = role.run()  # type: ignore[union-attr]
         in_step = True
-        return 0
+        return 0, summary
+    except PeerLost as e:
+        _say(str(e))
+        time.sleep(1)  # let torchrun see the rank that really died first: its summary blames it
+        return 1, None  # in_step stays False: no barrier with a rank that is gone
     except Aborted:
         in_step = True
         time.sleep(2)  # let the server print the cause before torchrun reaps the group
-        return 1
+        return 1, None
     except FedrunError as e:
         in_step = True
         _say(str(e), show=status == 0 and (env.rank == 0 or "set-up" not in str(e)))
-        return status or e.exit_code
+        return status or e.exit_code, None
     finally:
         comm.close(in_step)
 

@@ -1,10 +1,16 @@
-"""The run directory (rank 0 only): resolved config, per-round metrics, final model."""
+"""The run directory (rank 0 only): resolved config, metrics, partition, plots, final model.
+
+OUT/config.toml, metrics.jsonl, metrics.csv, metrics.png, partition.json, partition.png,
+final_model.pt, checkpoints/round_NNNNNN.pt (see fedrun.checkpoint), tensorboard/ (optional).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -13,9 +19,12 @@ import numpy as np
 import torch
 
 from fedrun.config import Config, to_toml
-from fedrun.errors import ConfigError
 
 _OUT = "runtime.out (--out)"
+CSV_COLUMNS = (
+    "round", "train_loss", "fed_loss", "fed_acc", "central_loss", "central_acc",
+    "clients", "examples", "fed_examples", "bytes", "seconds", "elapsed",
+)  # fmt: skip
 
 
 def default_out() -> Path:
@@ -26,33 +35,63 @@ def default_out() -> Path:
     return path
 
 
-class RunDir:
-    """Created before the first collective, so a bad --out stops every rank at start-up."""
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    """A metric that could not be computed is null, not NaN (which JSON does not have)."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 
-    def __init__(self, cfg: Config) -> None:
-        path = Path(cfg.runtime.out) if cfg.runtime.out else default_out()
+
+class RunDir:
+    """Created before the first collective, so a bad --out stops every rank at start-up.
+    `resuming`: the directory may hold an earlier attempt of this run; nothing is refused."""
+
+    def __init__(self, cfg: Config, path: Path, resuming: bool = False) -> None:
+        from fedrun.errors import ConfigError
+
         if path.exists() and not path.is_dir():
             raise ConfigError(_OUT, f"{path} is a file", "pass a directory path")
-        if path.is_dir() and any(path.iterdir()) and not cfg.runtime.overwrite:
+        busy = path.is_dir() and any(path.iterdir())
+        if busy and not (cfg.runtime.overwrite or resuming):
             raise ConfigError(
-                _OUT, f"{path} already holds files", "pass --overwrite or another --out"
+                _OUT,
+                f"{path} already holds files",
+                "pass --overwrite, --resume auto or another --out",
             )
         try:
             path.mkdir(parents=True, exist_ok=True)
-            (path / "metrics.jsonl").write_text("")
+            probe = path / ".fedrun-write-test"
+            probe.write_text("")
+            probe.unlink()
         except OSError as e:
             raise ConfigError(
                 _OUT, f"cannot write to {path} ({e.strerror})", "pick a writable path"
             ) from None
+        if busy and not resuming:  # --overwrite: an earlier run's checkpoints must not resume
+            shutil.rmtree(path / "checkpoints", ignore_errors=True)
         self.path = path
         cfg.runtime.out = str(path)
         (path / "config.toml").write_text(to_toml(cfg))
+        self.write_metrics([])
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        """(Re)write metrics.jsonl and metrics.csv from the rows so far (a resume truncates)."""
+        with open(self.path / "metrics.jsonl", "w") as f:
+            f.writelines(json.dumps(_clean(r)) + "\n" for r in history)
+        with open(self.path / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(_clean(r) for r in history)
 
     def log_metrics(self, row: dict[str, Any]) -> None:
-        """One JSON object per line; a metric that could not be computed is null, not NaN."""
-        clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        """Append one round to metrics.jsonl and metrics.csv."""
+        clean = _clean(row)
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(clean) + "\n")
+        with open(self.path / "metrics.csv", "a", newline="") as f:
+            csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore").writerow(clean)
+
+    # -- partition ---------------------------------------------------------------------------
 
     def write_partition(self, label_counts: torch.Tensor, train_examples: torch.Tensor) -> None:
         """partition.json: per-client training examples and label counts (clients x classes)."""
@@ -69,14 +108,14 @@ class RunDir:
         data = json.loads((self.path / "partition.json").read_text())
         if not data["num_classes"]:
             return None
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
 
         counts = np.array(data["label_counts"], dtype=float)
-        fig, ax = plt.subplots(figsize=(6, min(12, 2 + 0.15 * len(counts))))
+        fig = Figure(figsize=(6, min(12, 2 + 0.15 * len(counts))))
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         im = ax.imshow(counts, aspect="auto", interpolation="nearest", cmap="viridis")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -87,8 +126,9 @@ class RunDir:
         fig.tight_layout()
         out = self.path / "partition.png"
         fig.savefig(out, dpi=100)
-        plt.close(fig)
         return out
+
+    # -- model -------------------------------------------------------------------------------
 
     def save_model(self, state_dict: dict[str, torch.Tensor]) -> Path:
         """Atomically: a crash mid-write never leaves a truncated final_model.pt."""

@@ -1,4 +1,4 @@
-"""Rank 0: the global vector, the strategy, central evaluation, the run directory.
+"""Rank 0: the global vector, the strategy, central evaluation, checkpoints, the run directory.
 
 The server never loads client data. It drives the protocol in fedrun.protocol: every collective
 it enters, the workers enter in the same order, and it only raises where the workers wait at a
@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from fedrun import checkpoint
 from fedrun.comm import Comm
-from fedrun.config import Config, resolve_clients_per_round
+from fedrun.config import Config, resolve_clients_per_round, result_digest
 from fedrun.errors import FedrunError
 from fedrun.exchange import RoundUpdates, make_exchange
+from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
-from fedrun.outputs import RunDir
+from fedrun.outputs import RunDir, default_out
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot, is_eval_round
+from fedrun.report import Console, TensorBoard, format_summary, plot_metrics, summarize
 from fedrun.strategies import build_strategy
 from fedrun.task import load_task
 
@@ -38,7 +41,10 @@ class Server:
         self.spec = FlatSpec.of(self.model)
         self.strategy = build_strategy(cfg.strategy)
         self.central = self.task.central_data(comm.device)
-        self.run_dir = RunDir(cfg)
+        # A group restarted by torchrun resumes from its own last checkpoint, in its own run dir.
+        resume = cfg.runtime.resume or ("auto" if comm.env.restart_count > 0 else "")
+        out = Path(cfg.runtime.out or comm.first_attempt_value("out", str(default_out())))
+        self.run_dir = RunDir(cfg, out, resuming=bool(resume))
         dev = comm.buffer_device
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=dev)
         self.global_vec = self.bcast[HEADER:]  # the global model lives inside the broadcast buffer
@@ -48,19 +54,47 @@ class Server:
         )
         self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=dev)
         self.history: list[dict[str, Any]] = []
+        self.start_round = 1
+        self.result_digest = result_digest(cfg)
+        if resume:
+            self._resume(resume)
+        self.tensorboard = TensorBoard(out / "tensorboard") if cfg.runtime.tensorboard else None
+        self.bytes = 0  # payload bytes moved by this round's collectives, all workers together
         self._workers_at_broadcast = True
 
+    def _resume(self, resume: str) -> None:
+        out = self.run_dir.path
+        if resume == "auto":
+            found = checkpoint.list_checkpoints(out)
+            if not found:
+                return  # nothing saved yet: a fresh start in the same directory
+            path = found[-1]
+        else:
+            path = Path(resume)
+        state = checkpoint.load(path, self.spec.digest(), self.result_digest)
+        self.global_vec.copy_(state["global"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.history = state["history"]
+        self.start_round = state["round"] + 1
+        checkpoint.restore_rng(state)
+        self.run_dir.write_metrics(self.history)
+
     # -- collectives -------------------------------------------------------------------------
+
+    def _moved(self, t: torch.Tensor) -> None:
+        self.bytes += t.numel() * t.element_size() * (self.comm.world_size - 1)
 
     def _send(self, command: Command, round_: int) -> None:
         self.bcast[0], self.bcast[1] = float(command), float(round_)
         self._workers_at_broadcast = False
         self.comm.broadcast(self.bcast)
+        self._moved(self.bcast)
 
     def _collect(self, buf: torch.Tensor) -> torch.Tensor:
         buf.zero_()  # the server contributes zeros
         self.comm.reduce_sum(buf)
         self._workers_at_broadcast = True
+        self._moved(buf)
         return buf
 
     # -- the loop ----------------------------------------------------------------------------
@@ -84,30 +118,64 @@ class Server:
         self.run_dir.write_partition(self.partition[:, :c], self.partition[:, c])
 
     def _run(self) -> dict[str, Any]:
-        cfg = self.cfg
+        cfg, rt = self.cfg, self.cfg.runtime
         self._receive_partition()
-        self._print_header()
+        console = Console(cfg.fed.rounds, self.start_round, rt.quiet)
+        console.line(self._header())
         start = time.perf_counter()
-        for r in range(1, cfg.fed.rounds + 1):
+        for r in range(self.start_round, cfg.fed.rounds + 1):
             t0 = time.perf_counter()
+            self.bytes = 0
             row: dict[str, Any] = {"round": r}
+            maybe_crash("broadcast", 0, r)
             self._send(Command.TRAIN, r)
+            maybe_crash("reduce", 0, r)
             updates = self.exchange.receive()
             self._workers_at_broadcast = True
+            self._moved(self.exchange.buf)
             row.update(self._aggregate(r, updates))
             if is_eval_round(r, cfg.fed.rounds, cfg.eval.eval_every):
                 row.update(self._evaluate(r))
+            row["bytes"] = self.bytes
             row["seconds"] = time.perf_counter() - t0
-            row["elapsed"] = time.perf_counter() - start
+            row["elapsed"] = (self.history[-1]["elapsed"] if self.history else 0.0) + row["seconds"]
             self.history.append(row)
             self.run_dir.log_metrics(row)
-            print(format_round(row, cfg.fed.rounds), flush=True)
+            console.round(row)
+            if self.tensorboard:
+                self.tensorboard.log(row)
+            if rt.checkpoint_every and (r % rt.checkpoint_every == 0 or r == cfg.fed.rounds):
+                self._checkpoint(r)
+            if rt.plot_every and r % rt.plot_every == 0:
+                plot_metrics(self.history, self.run_dir.path / "metrics.png")
         path = self.run_dir.save_model(self.spec.state_dict(self.model, self.global_vec))
         self._send(Command.STOP, cfg.fed.rounds)
-        self.run_dir.plot_partition()  # after STOP: the workers need not wait for matplotlib
+        console.close()
+        # after STOP: the workers need not wait for matplotlib
+        if self.history:
+            plot_metrics(self.history, self.run_dir.path / "metrics.png")
+        self.run_dir.plot_partition()
+        if self.tensorboard:
+            self.tensorboard.close()
         summary = summarize(self.history, time.perf_counter() - start)
         print(format_summary(summary, str(path)), flush=True)
         return summary
+
+    def _checkpoint(self, r: int) -> Path:
+        state = {
+            "round": r,
+            "global": self.global_vec.detach().cpu().clone(),
+            "strategy": self.strategy.state_dict(),
+            "history": self.history,
+            "spec_digest": self.spec.digest(),
+            "result_digest": self.result_digest,
+        }
+        return checkpoint.save(
+            self.run_dir.path,
+            state,
+            self.cfg.runtime.keep_checkpoints,
+            before_replace=lambda: maybe_crash("checkpoint", 0, r),
+        )
 
     def _aggregate(self, r: int, updates: RoundUpdates) -> dict[str, Any]:
         stats = updates.stats
@@ -170,64 +238,15 @@ class Server:
     def _model_name(self) -> str:
         return type(self.model).__name__ if self.cfg.data.task else self.cfg.model.model
 
-    def _print_header(self) -> None:
+    def _header(self) -> str:
         cfg, c = self.cfg, self.comm
         k = resolve_clients_per_round(cfg.fed.clients_per_round, cfg.fed.num_clients)
-        print(
+        resumed = f" | resumed after round {self.start_round - 1}" if self.start_round > 1 else ""
+        return (
             f"fedrun | {c.world_size} ranks: server + {c.world_size - 1} worker(s), "
             f"{c.backend} on {c.device.type} | {self._data_name()}, "
             f"{cfg.fed.num_clients} clients ({int(self.partition[:, -1].sum())} train examples), "
             f"{k} per round | {self._model_name()} "
             f"({self.spec.numel} params) | {cfg.strategy.strategy} | {cfg.fed.rounds} rounds "
-            f"| out {self.run_dir.path}",
-            file=sys.stdout,
-            flush=True,
+            f"| out {self.run_dir.path}{resumed}"
         )
-
-
-def _fmt(row: dict[str, Any], key: str, spec: str = ".4f") -> str:
-    v = row.get(key)
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-
-
-def _metric(row: dict[str, Any], prefix: str) -> str:
-    text = f"{prefix} loss {_fmt(row, prefix + '_loss')}"
-    return text + (f" acc {_fmt(row, prefix + '_acc')}" if prefix + "_acc" in row else "")
-
-
-def format_round(row: dict[str, Any], rounds: int) -> str:
-    width = len(str(rounds))
-    parts = [f"round {row['round']:>{width}}/{rounds}", f"train loss {_fmt(row, 'train_loss')}"]
-    parts += [_metric(row, p) for p in ("fed", "central") if p + "_loss" in row]
-    parts += [f"{row['clients']} clients {row['examples']} ex", f"{row['seconds']:.3f} s"]
-    return " | ".join(parts)
-
-
-def summarize(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """Final and best evaluation metrics: central accuracy if there is one, else central loss,
-    else federated accuracy, else federated loss (max for accuracies, min for losses)."""
-    evals = [h for h in history if "fed_examples" in h]
-    final = evals[-1]
-    keys = ("central_acc", "central_loss", "fed_acc", "fed_loss")
-    key = next((k for k in keys if k in final), None)
-    if key is None:  # no test data anywhere
-        return {"rounds": len(history), "seconds": seconds, "final": {}}
-    pick = max if key.endswith("acc") else min
-    best = pick(evals, key=lambda h: h[key])
-    return {
-        "rounds": len(history),
-        "seconds": seconds,
-        "final": {k: v for k, v in final.items() if k.startswith(("central", "fed"))},
-        "best_metric": key,
-        "best": best[key],
-        "best_round": best["round"],
-    }
-
-
-def format_summary(s: dict[str, Any], model_path: str) -> str:
-    f = s["final"]
-    parts = [f"done: {s['rounds']} rounds in {s['seconds']:.2f} s"]
-    parts += ["final " + _metric(f, p) for p in ("central", "fed") if p + "_loss" in f]
-    if "best" in s:
-        parts += [f"best {s['best_metric']} {s['best']:.4f} (round {s['best_round']})"]
-    return " | ".join(parts + [f"model {model_path}"])

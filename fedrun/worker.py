@@ -17,6 +17,7 @@ from fedrun.config import Config, resolve_clients_per_round
 from fedrun.data import Split
 from fedrun.errors import Aborted
 from fedrun.exchange import make_exchange
+from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot
 from fedrun.sampling import clients_of, host_of, sample_clients
@@ -87,14 +88,17 @@ class Worker:
         stats = [0.0] * len(TrainSlot)
         self.exchange.reset()
         try:
-            for c in mine:
+            for i, c in enumerate(mine):
                 self._train_client(r, c, stats)
+                if i == 0:
+                    maybe_crash("train", self.comm.rank, r)
         except Exception:  # report, keep the protocol in step, let the server abort everyone
             print(f"fedrun: worker rank {self.comm.rank} failed in round {r}:", file=sys.stderr)
             traceback.print_exc()
             stats = [0.0] * len(TrainSlot)
             stats[TrainSlot.FAILURES] = 1.0
             self.exchange.reset()
+        maybe_crash("reduce", self.comm.rank, r)
         self.exchange.send(stats)
 
     def _train_client(self, r: int, c: int, stats: list[float]) -> None:

@@ -1,0 +1,27 @@
+"""Fault injection for tests and chaos drills.
+
+FEDRUN_FAULT="point:rank:round" makes that rank SIGKILL itself at that point of that round, on
+the first attempt only, so a group restarted by torchrun runs clean. Points: "broadcast" (server,
+before the round's broadcast), "train" (worker, after its first client of the round), "reduce"
+(before entering the round's reduce), "checkpoint" (server, checkpoint written to its temporary
+file but not yet renamed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+POINTS = ("broadcast", "train", "reduce", "checkpoint")
+
+
+def maybe_crash(point: str, rank: int, round_: int) -> None:
+    spec = os.environ.get("FEDRUN_FAULT")
+    if not spec or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+        return
+    where, who, when = spec.split(":")
+    if where == point and int(who) == rank and int(when) == round_:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
