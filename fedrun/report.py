@@ -65,7 +65,9 @@ class Console:
         if not quiet and sys.stdout.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=rounds, initial=start - 1, unit="round", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=rounds, initial=start - 1, unit="round", dynamic_ncols=True, file=sys.stdout
+            )
 
     def line(self, text: str) -> None:
         if self.bar is not None:

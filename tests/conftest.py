@@ -36,6 +36,7 @@ def torchrun(
     env: dict[str, str] | None = None,
     module: str = "fedrun.main",
     cwd: Path = REPO,
+    extra: list[str] | None = None,
 ) -> Launch:
     """`python -m torch.distributed.run --standalone` (a free rendezvous port picked by the OS)
     running fedrun with `args`, killed after `timeout` seconds."""
@@ -45,6 +46,7 @@ def torchrun(
         "torch.distributed.run",
         "--standalone",
         f"--nproc_per_node={nproc}",
+        *(extra or []),
         "-m",
         module,
         *args,

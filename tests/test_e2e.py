@@ -194,7 +194,9 @@ def test_existing_run_dir_is_refused_on_every_rank(tmp_path):
     results, seconds = spawn_ranks(3, "--rounds", "1", "--out", str(out))
     # the server fails its set-up; the handshake tells the workers, which exit too
     assert [r.returncode for r in results] == [2, 1, 1] and seconds < 30
-    assert "already holds files; pass --overwrite or another --out" in results[0].stderr
+    assert "already holds files; pass --overwrite, --resume auto or another --out" in (
+        results[0].stderr
+    )
     assert all(r.stderr == "" for r in results[1:])
     assert (out / "metrics.jsonl").read_text() == "precious\n"
     res = torchrun(3, "--rounds", "1", "--overwrite", out=out)

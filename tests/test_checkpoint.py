@@ -1,0 +1,82 @@
+import os
+
+import pytest
+import torch
+
+from fedrun import checkpoint
+from fedrun.config import Config, result_digest
+from fedrun.errors import ConfigError
+
+
+def _state(r: int) -> dict:
+    return {
+        "round": r,
+        "global": torch.arange(5.0) * r,
+        "strategy": {"m": torch.ones(2)},
+        "history": [{"round": i} for i in range(1, r + 1)],
+        "spec_digest": 11,
+        "result_digest": 22,
+    }
+
+
+def test_save_keeps_the_newest_and_loads_back(tmp_path):
+    for r in (2, 4, 6, 8):
+        checkpoint.save(tmp_path, _state(r), keep=2)
+    found = checkpoint.list_checkpoints(tmp_path)
+    assert [p.name for p in found] == ["round_000006.pt", "round_000008.pt"]
+    state = checkpoint.load(found[-1], 11, 22)
+    assert state["round"] == 8 and torch.equal(state["global"], torch.arange(5.0) * 8)
+    assert set(state["rng"]) == {"torch", "numpy", "python"}
+
+
+def test_crash_before_rename_leaves_the_previous_checkpoint(tmp_path):
+    checkpoint.save(tmp_path, _state(3), keep=5)
+
+    def crash():
+        raise KeyboardInterrupt  # stands in for a kill between write and rename
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tmp_path, _state(6), keep=5, before_replace=crash)
+    found = checkpoint.list_checkpoints(tmp_path)
+    assert [p.name for p in found] == ["round_000003.pt"]  # the temp file is not listed
+    assert checkpoint.load(found[0], 11, 22)["round"] == 3
+
+
+@pytest.mark.parametrize(
+    ("damage", "pattern"),
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:100]), "not a readable checkpoint"),
+        (lambda p: p.write_bytes(b"garbage" * 10), "not a readable checkpoint"),
+        (lambda p: torch.save({"x": 1}, p), "not a fedrun checkpoint"),
+        (lambda p: os.remove(p), "no checkpoint at"),
+    ],
+)
+def test_damaged_checkpoints_are_refused_with_one_line(tmp_path, damage, pattern):
+    path = checkpoint.save(tmp_path, _state(1), keep=1)
+    damage(path)
+    with pytest.raises(ConfigError, match=pattern) as e:
+        checkpoint.load(path, 11, 22)
+    assert str(e.value).startswith("runtime.resume (--resume)")
+
+
+def test_other_model_or_config_is_refused(tmp_path):
+    path = checkpoint.save(tmp_path, _state(1), keep=1)
+    with pytest.raises(ConfigError, match="different model"):
+        checkpoint.load(path, 12, 22)
+    with pytest.raises(ConfigError, match="different config"):
+        checkpoint.load(path, 11, 23)
+
+
+def test_result_digest_ignores_rounds_and_runtime_but_not_training():
+    a = Config()
+    b = Config()
+    b.fed.rounds, b.runtime.out, b.eval.eval_every, b.data.data_root = 7, "x", 3, "/elsewhere"
+    assert result_digest(a) == result_digest(b)
+    for section, key, value in (
+        ("train", "lr", 0.2),
+        ("fed", "seed", 1),
+        ("model", "model", "mlp"),
+    ):
+        c = Config()
+        setattr(getattr(c, section), key, value)
+        assert result_digest(c) != result_digest(a), key

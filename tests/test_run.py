@@ -1,0 +1,211 @@
+"""Run experience: resume, restarts under torchrun, multi-node, the Python API, reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+import torch
+
+import fedrun
+from fedrun.report import Console
+
+from .conftest import REPO, free_port, torchrun
+
+JOB = (
+    "--rounds 8 --checkpoint-every 3 --model mlp --momentum 0.5 --num-clients 12 "
+    "--clients-per-round 5"
+).split()
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run every other run must reproduce bit for bit."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    res = torchrun(3, *JOB, out=out)
+    assert res.returncode == 0, res.stderr
+    return res.model(), _rows(out)
+
+
+@pytest.mark.slow
+def test_resume_is_bitwise_exact(tmp_path, reference):
+    out = tmp_path / "run"
+    first = torchrun(3, *JOB, "--rounds", "5", out=out)
+    assert first.returncode == 0, first.stderr
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == [
+        "round_000003.pt",
+        "round_000005.pt",
+    ]
+    saved = tmp_path / "round3.pt"
+    saved.write_bytes((out / "checkpoints" / "round_000003.pt").read_bytes())
+    again = torchrun(3, *JOB, "--resume", "auto", out=out)
+    assert again.returncode == 0, again.stderr
+    assert "resumed after round 5" in again.stdout
+    assert _same(again.model(), reference[0])
+    assert [r["round"] for r in _rows(out)] == list(range(1, 9))
+    # an explicit checkpoint into a fresh directory: the same model again
+    other = torchrun(3, *JOB, "--resume", str(saved), out=tmp_path / "b")
+    assert other.returncode == 0, other.stderr
+    assert _same(other.model(), reference[0])
+
+
+@pytest.mark.slow
+def test_resume_with_another_config_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert torchrun(3, *JOB, "--rounds", "3", out=out).returncode == 0
+    res = torchrun(3, *JOB, "--resume", "auto", "--lr", "0.2", out=out, timeout=60)
+    assert res.returncode != 0
+    assert "was made with a different config" in res.stderr
+    res = torchrun(3, *JOB, "--resume", "auto", "--hidden", "8", out=out, timeout=60)
+    assert res.returncode != 0 and "holds a different model" in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "train:2:5",  # a client worker, mid-training
+        "reduce:1:4",  # a client worker, entering the reduce
+        "broadcast:0:5",  # the server, before the broadcast
+        "checkpoint:0:6",  # the server, mid-checkpoint (written, not yet renamed)
+    ],
+)
+def test_killed_rank_restarts_and_finishes_bitwise(tmp_path, reference, fault):
+    out = tmp_path / "run"
+    res = torchrun(3, *JOB, out=out, env={"FEDRUN_FAULT": fault}, extra=["--max-restarts=1"])
+    assert res.returncode == 0, res.stderr
+    # the kill really happened and the group restarted from the round-3 checkpoint (for the
+    # kill mid-checkpoint: round 6's was never renamed into place, so it is not used)
+    assert "resumed after round 3" in res.stdout
+    assert _same(res.model(), reference[0])
+    rows = _rows(out)
+    assert [r["round"] for r in rows] == list(range(1, 9))
+    assert [r["central_loss"] for r in rows] == [r["central_loss"] for r in reference[1]]
+
+
+@pytest.mark.slow
+def test_killed_worker_without_restarts_stops_everyone(tmp_path):
+    res = torchrun(3, *JOB, out=tmp_path / "run", env={"FEDRUN_FAULT": "train:1:2"}, timeout=60)
+    assert res.returncode != 0
+    assert res.seconds < 40
+    assert "exitcode  : -9" in res.stderr  # the summary names the killed rank
+
+
+@pytest.mark.slow
+def test_two_nodes_equal_one_node(tmp_path):
+    single = torchrun(4, *JOB, out=tmp_path / "one")
+    assert single.returncode == 0, single.stderr
+    port, run_id = free_port(), uuid.uuid4().hex
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=2",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id={run_id}",
+        "-m", "fedrun.main", *JOB, "--out", str(tmp_path / "two"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [
+        subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    try:
+        outs = [n.communicate(timeout=120) for n in nodes]
+    finally:
+        for n in nodes:
+            n.kill()
+    assert [n.returncode for n in nodes] == [0, 0], outs
+    assert "4 ranks: server + 3 worker(s)" in "".join(o for o, _ in outs)
+    two = torch.load(tmp_path / "two" / "final_model.pt")
+    assert _same(two, single.model())
+
+
+@pytest.mark.slow
+def test_python_api_launch_matches_the_cli(tmp_path):
+    cfg = fedrun.Config()
+    cfg.fed.rounds, cfg.fed.num_clients, cfg.fed.clients_per_round = 4, 8, 4
+    cfg.runtime.out, cfg.runtime.quiet = str(tmp_path / "api"), True
+    code = (
+        "import fedrun, pickle, sys\n"
+        "cfg = pickle.loads(bytes.fromhex(sys.argv[1]))\n"
+        "s = fedrun.launch(cfg, nproc_per_node=3)\n"
+        "print('ROUNDS', s['rounds'])\n"
+    )
+    import pickle
+
+    p = subprocess.run(
+        [sys.executable, "-c", code, pickle.dumps(cfg).hex()],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "ROUNDS 4" in p.stdout
+    cli = torchrun(
+        3, "--rounds", "4", "--num-clients", "8", "--clients-per-round", "4", out=tmp_path / "cli"
+    )
+    assert _same(torch.load(tmp_path / "api" / "final_model.pt"), cli.model())
+
+
+def test_api_validates_before_starting_processes():
+    cfg = fedrun.Config()
+    cfg.fed.rounds = 0
+    with pytest.raises(fedrun.errors.ConfigError, match="fed.rounds"):
+        fedrun.launch(cfg)
+
+
+@pytest.mark.slow
+def test_reports(tmp_path):
+    out = tmp_path / "run"
+    res = torchrun(3, "--rounds", "4", "--plot-every", "2", "--tensorboard", "--quiet", out=out)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1].startswith("done: 4 rounds")
+    assert "round 1/4" not in res.stdout  # --quiet
+    rows = _rows(out)
+    with open(out / "metrics.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["round"]) for r in table] == [1, 2, 3, 4]
+    assert float(table[-1]["central_acc"]) == pytest.approx(rows[-1]["central_acc"])
+    # bytes: (broadcast 2+P floats + reduce P+6 floats) x 2 workers, + eval (bcast + 5 doubles)
+    p = 610
+    assert rows[0]["bytes"] == 2 * 4 * ((2 + p) + (p + 6) + (2 + p)) + 2 * 8 * 5
+    assert (out / "metrics.png").stat().st_size > 1000
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("central_acc")]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_console_uses_a_bar_on_a_terminal(monkeypatch):
+    buf = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", buf)
+    monkeypatch.setattr(buf, "isatty", lambda: True, raising=False)
+    con = Console(rounds=3, start=1, quiet=False)
+    assert con.bar is not None
+    con.bar.fp = buf
+    con.round({"round": 1, "clients": 4, "examples": 9, "seconds": 0.1, "train_loss": 0.5})
+    con.close()
+    assert "1/3" in buf.getvalue() and "clients=4" in buf.getvalue()
+    monkeypatch.setattr(buf, "isatty", lambda: False, raising=False)
+    assert Console(rounds=3, start=1, quiet=False).bar is None
+
+
+def test_launch_scripts_pass_shellcheck():
+    scripts = [REPO / "launch" / "local.sh", REPO / "launch" / "slurm.sbatch", REPO / ".ci" / "run"]
+    shellcheck = os.path.join(os.path.dirname(sys.executable), "shellcheck")
+    p = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout
