@@ -108,6 +108,7 @@ class Comm:
         )
         self.store = store  # outlives restarts when torchrun's agent hosts it
         prefixed = dist.PrefixStore(f"fedrun/attempt{env.restart_count}", store)
+        self.attempt_store = prefixed
         dist.init_process_group(
             self.backend, store=prefixed, rank=env.rank, world_size=env.world_size, timeout=timeout
         )
@@ -120,6 +121,22 @@ class Comm:
             return self.store.get(key).decode()
         self.store.set(key, value)
         return value
+
+    def mark(self, step: str) -> None:
+        """A worker records the step it reached ("train 3") before entering its collective, so a
+        server whose collective times out can name the rank that never arrived."""
+        self.attempt_store.set(f"progress/{self.rank}", step)
+
+    def laggards(self, step: str) -> list[int]:
+        """Worker ranks whose last mark is not `step` (server side, after a failed collective).
+        Read from the store rather than by a monitored barrier: the workers that did arrive are
+        inside the next collective by then, and a barrier would cross it."""
+        late = []
+        for r in range(1, self.world_size):
+            key = f"progress/{r}"
+            if not self.attempt_store.check([key]) or self.attempt_store.get(key).decode() != step:
+                late.append(r)
+        return late
 
     @contextlib.contextmanager
     def _guard(self, op: str):

@@ -146,6 +146,12 @@ class StrategyConfig:
     `uniform` (1 per client that holds data)."""
     server_lr: float = 1.0
     """Server step size on the averaged update; 1.0 is plain FedAvg."""
+    max_update_norm: float = 0.0
+    """A client update (w_k - w) with L2 norm above this is bad; 0 = no bound. Updates with
+    NaN or Inf are always bad."""
+    on_bad_update: str = "fail"
+    """What a bad client update does: `fail` (stop the run, naming the client) or `skip`
+    (leave that client out of the round; counted in the metrics as `skipped`)."""
 
 
 @dataclass
@@ -524,6 +530,8 @@ def _validate(cfg: Config) -> None:
     _choice(s.strategy, "strategy", STRATEGIES)
     _choice(s.weighting, "weighting", ("examples", "uniform"))
     _check(s.server_lr > 0, "server_lr", f"must be > 0, got {s.server_lr}", "1.0 is plain FedAvg")
+    _check(s.max_update_norm >= 0, "max_update_norm", "must be >= 0", "0 = no bound")
+    _choice(s.on_bad_update, "on_bad_update", ("fail", "skip"))
     _choice(r.backend, "backend", ("auto", "gloo", "nccl"))
     _choice(r.device, "device", ("auto", "cpu", "cuda"))
     _check(r.timeout > 0, "timeout", f"must be > 0 seconds, got {r.timeout}", "e.g. 1800")

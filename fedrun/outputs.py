@@ -23,7 +23,7 @@ from fedrun.config import Config, to_toml
 _OUT = "runtime.out (--out)"
 CSV_COLUMNS = (
     "round", "train_loss", "fed_loss", "fed_acc", "central_loss", "central_acc",
-    "clients", "examples", "fed_examples", "bytes", "seconds", "elapsed",
+    "clients", "skipped", "examples", "fed_examples", "bytes", "seconds", "elapsed",
 )  # fmt: skip
 
 

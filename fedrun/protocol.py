@@ -2,7 +2,7 @@
 
 Per round r (see docs/architecture.md):
   1. broadcast  [TRAIN, r | w]               rank 0 -> all
-  2. reduce-SUM [U | A, loss, seen, n, clients, failures]   all -> rank 0 (rank 0 adds zeros)
+  2. reduce-SUM [U | A, loss, seen, n, clients, failures, skipped]  all -> rank 0 (+ zeros)
   3. on evaluation rounds: broadcast [EVALUATE, r | w_new], reduce-SUM of the eval sums.
 After the last round: broadcast [STOP | w]. A failure on the server becomes [ABORT | ...],
 sent where workers wait for a broadcast, so no rank is ever left inside a collective.
@@ -31,6 +31,7 @@ class TrainSlot(IntEnum):
     EXAMPLES = 3  # sum of n_k (training examples of the sampled clients)
     CLIENTS = 4  # sampled clients handled
     FAILURES = 5  # workers that raised this round
+    SKIPPED = 6  # clients whose update was dropped as bad (--on-bad-update skip)
 
 
 class EvalSlot(IntEnum):

@@ -18,7 +18,7 @@ import torch
 from fedrun import checkpoint
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round, result_digest
-from fedrun.errors import FedrunError
+from fedrun.errors import FedrunError, PeerLost
 from fedrun.exchange import RoundUpdates, make_exchange
 from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
@@ -81,6 +81,23 @@ class Server:
 
     # -- collectives -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _naming_laggards(self, step: str):
+        """A reduce that fails names the workers that never reached it."""
+        try:
+            yield
+        except PeerLost:
+            late: list[int] = []
+            with contextlib.suppress(Exception):  # the store may be gone with a dead peer
+                late = self.comm.laggards(step)
+            if not late:
+                raise
+            phase, r = step.split()
+            raise PeerLost(
+                f"{phase} round {r}: worker rank(s) {late} did not reach the reduce within "
+                f"--timeout {self.cfg.runtime.timeout:g} s (stuck or dead); the others did"
+            ) from None
+
     def _moved(self, t: torch.Tensor) -> None:
         self.bytes += t.numel() * t.element_size() * (self.comm.world_size - 1)
 
@@ -130,7 +147,8 @@ class Server:
             maybe_crash("broadcast", 0, r)
             self._send(Command.TRAIN, r)
             maybe_crash("reduce", 0, r)
-            updates = self.exchange.receive()
+            with self._naming_laggards(f"train {r}"):
+                updates = self.exchange.receive()
             self._workers_at_broadcast = True
             self._moved(self.exchange.buf)
             row.update(self._aggregate(r, updates))
@@ -182,7 +200,12 @@ class Server:
         failures = int(stats[TrainSlot.FAILURES])
         if failures:
             raise FedrunError(
-                f"round {r}: {failures} client worker(s) raised; see the traceback above"
+                f"round {r}: {failures} client worker(s) failed; the cause is printed above"
+            )
+        if not updates.weight > 0 and stats[TrainSlot.SKIPPED]:
+            raise FedrunError(
+                f"round {r}: every update was dropped as bad ({int(stats[TrainSlot.SKIPPED])} "
+                "clients); lower --lr or raise --max-update-norm"
             )
         if not updates.weight > 0:
             raise FedrunError(
@@ -197,6 +220,7 @@ class Server:
             "train_loss": _ratio(stats[TrainSlot.LOSS_SUM], stats[TrainSlot.SEEN]),
             "clients": int(stats[TrainSlot.CLIENTS]),
             "examples": int(stats[TrainSlot.EXAMPLES]),
+            "skipped": int(stats[TrainSlot.SKIPPED]),
         }
 
     def _evaluate(self, r: int) -> dict[str, Any]:
@@ -213,7 +237,8 @@ class Server:
                 )
         except Exception as e:  # noqa: BLE001
             error = e
-        fed = self._collect(self.eval_buf).tolist()
+        with self._naming_laggards(f"eval {r}"):
+            fed = self._collect(self.eval_buf).tolist()
         if error is not None:
             raise error
         if fed[EvalSlot.FAILURES]:

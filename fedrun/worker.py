@@ -7,6 +7,7 @@ failure in the FAILURES slot, prints the traceback, and waits for the server's A
 
 from __future__ import annotations
 
+import math
 import sys
 import traceback
 
@@ -15,7 +16,7 @@ import torch
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round
 from fedrun.data import Split
-from fedrun.errors import Aborted
+from fedrun.errors import Aborted, ConfigError, FedrunError
 from fedrun.exchange import make_exchange
 from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
@@ -24,6 +25,16 @@ from fedrun.sampling import clients_of, host_of, sample_clients
 from fedrun.seeding import derive_seed
 from fedrun.strategies import build_strategy
 from fedrun.task import load_task
+
+
+def bad_update(delta: torch.Tensor, max_norm: float) -> str:
+    """Why a client update must not be aggregated ("" if it may): NaN/Inf, or a norm bound."""
+    norm = float(torch.linalg.vector_norm(delta.double()))
+    if not math.isfinite(norm):
+        return "NaN or Inf"
+    if max_norm > 0 and norm > max_norm:
+        return f"L2 norm {norm:.4g} > --max-update-norm {max_norm:g}"
+    return ""
 
 
 class Worker:
@@ -42,6 +53,7 @@ class Worker:
             self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
         )
         self.strategy = build_strategy(cfg.strategy)
+        self._check_model_fits_labels()
         bdev = comm.buffer_device
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=bdev)
         self.exchange = make_exchange(
@@ -50,6 +62,27 @@ class Worker:
         self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=bdev)
         self.global_vec = self.spec.empty(dev)  # compute-device copy of the broadcast vector
         self.scratch = self.spec.empty(dev)
+
+    def _check_model_fits_labels(self) -> None:
+        """At set-up, one forward pass and loss on a few samples of the first client with data:
+        a model whose output does not fit the labels fails here, on every worker, in one line."""
+        for c, d in self.data.items():
+            if isinstance(d.train, Split) and len(d.train):
+                x, y = d.train.x[:8], d.train.y[:8]
+                try:
+                    with torch.no_grad():
+                        out = self.model(x)
+                        self.task.loss_fn(out, y)
+                except Exception as e:  # noqa: BLE001 - any failure here means a mismatch
+                    shape = tuple(out.shape) if "out" in locals() else "none"
+                    field = "data.task (--task)" if self.cfg.data.task else "model.model (--model)"
+                    raise ConfigError(
+                        field,
+                        f"the model's output (shape {shape}) does not fit client {c}'s inputs "
+                        f"{tuple(x.shape)} and labels {tuple(y.shape)} ({type(e).__name__}: {e})",
+                        "make the model's input and output match the data and the loss",
+                    ) from None
+                return
 
     def report_partition(self) -> None:
         """Start-up, once: this worker's rows of the clients x (classes + 1) count matrix
@@ -92,6 +125,11 @@ class Worker:
                 self._train_client(r, c, stats)
                 if i == 0:
                     maybe_crash("train", self.comm.rank, r)
+        except FedrunError as e:  # a diagnosed failure: one line
+            print(f"fedrun: error: worker rank {self.comm.rank}: {e}", file=sys.stderr, flush=True)
+            stats = [0.0] * len(TrainSlot)
+            stats[TrainSlot.FAILURES] = 1.0
+            self.exchange.reset()
         except Exception:  # report, keep the protocol in step, let the server abort everyone
             print(f"fedrun: worker rank {self.comm.rank} failed in round {r}:", file=sys.stderr)
             traceback.print_exc()
@@ -99,6 +137,7 @@ class Worker:
             stats[TrainSlot.FAILURES] = 1.0
             self.exchange.reset()
         maybe_crash("reduce", self.comm.rank, r)
+        self.comm.mark(f"train {r}")
         self.exchange.send(stats)
 
     def _train_client(self, r: int, c: int, stats: list[float]) -> None:
@@ -116,6 +155,15 @@ class Worker:
             self.model, self.optimizer, train, self.cfg, gen, self.comm.device
         )
         delta = self.spec.flatten(self.model, out=self.scratch).sub_(self.global_vec)
+        problem = bad_update(delta, self.cfg.strategy.max_update_norm)
+        if problem:
+            if self.cfg.strategy.on_bad_update == "fail":
+                raise FedrunError(
+                    f"round {r}: client {c} sent a bad update ({problem}); lower --lr, or pass "
+                    "--on-bad-update skip to drop such clients"
+                )
+            stats[TrainSlot.SKIPPED] += 1
+            return
         self.exchange.add(c, delta, weight)
         stats[TrainSlot.WEIGHT] += weight
         stats[TrainSlot.LOSS_SUM] += loss_sum
@@ -146,4 +194,5 @@ class Worker:
             sums = [0.0] * len(EvalSlot)
             sums[EvalSlot.FAILURES] = 1.0
         self.eval_buf.copy_(torch.tensor(sums, dtype=torch.float64))
+        self.comm.mark(f"eval {r}")
         self.comm.reduce_sum(self.eval_buf)

@@ -98,7 +98,7 @@ def test_exception_in_user_train_stops_every_rank_and_shows_the_cause_once():
     assert all(r.returncode != 0 for r in results) and seconds < 30
     everything = "".join(r.stderr + r.stdout for r in results)
     assert everything.count("RuntimeError: boom in the user's train") == 2  # one per worker
-    assert "round 1: 2 client worker(s) raised" in results[0].stderr
+    assert "round 1: 2 client worker(s) failed" in results[0].stderr
 
 
 @pytest.mark.slow

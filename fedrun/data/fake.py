@@ -4,6 +4,7 @@ teacher, argmax(x W), so the task is learnable and accuracy means something."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -25,10 +26,15 @@ class Fake:
             parse_shape(cfg.data.fake_shape), cfg.data.fake_classes, "classification"
         )
 
+    @staticmethod
+    @functools.lru_cache(maxsize=4)
+    def _teacher(seed: int, features: int, classes: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(derive_seed(seed, "fake-teacher"))
+        return torch.randn(features, classes, generator=g)
+
     def _draw(self, cfg: Config, n: int, purpose: str, *keys: int) -> Split:
         shape = parse_shape(cfg.data.fake_shape)
-        teacher = torch.Generator().manual_seed(derive_seed(cfg.fed.seed, "fake-teacher"))
-        w = torch.randn(math.prod(shape), cfg.data.fake_classes, generator=teacher)
+        w = self._teacher(cfg.fed.seed, math.prod(shape), cfg.data.fake_classes)
         g = torch.Generator().manual_seed(derive_seed(cfg.fed.seed, purpose, *keys))
         x = torch.randn(n, *shape, generator=g)
         return Split(x, (x.reshape(n, -1) @ w).argmax(dim=1))

@@ -90,3 +90,32 @@ class NoData:
 
 class BadLoss(Tensors):
     loss = "hinge"
+
+
+class NaNClient(Tensors):
+    """Client 1's inputs hold a NaN: its update is NaN."""
+
+    def client_data(self, client_id, num_clients):
+        train, test = super().client_data(client_id, num_clients)
+        if client_id == 1:
+            x, y = train.tensors
+            x = x.clone()
+            x[0, 0] = float("nan")
+            train = TensorDataset(x, y)
+        return train, test
+
+
+class WrongOutput(Tensors):
+    """A regression loss on a 3-output model with class labels: shapes that do not fit."""
+
+    loss = "mse"
+
+
+class Sleepy(Tensors):
+    """Client 3 never finishes training (a stuck rank)."""
+
+    def train(self, model, loader, epochs, device):
+        import time
+
+        if len(loader.dataset) == SIZES[3]:
+            time.sleep(3600)

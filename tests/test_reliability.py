@@ -1,0 +1,108 @@
+"""Reliability: bad updates, bad input on every rank, stuck ranks. Each run under a timeout."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fedrun.config import parse_args
+from fedrun.seeding import derive_seed
+from fedrun.worker import bad_update
+
+from . import oracle
+from .conftest import spawn_ranks, torchrun
+from .userpkg import tasks
+
+pytestmark = pytest.mark.slow
+
+NAN_TASK = [
+    "--task", "tests.userpkg.tasks:NaNClient", "--num-clients", "5", "--clients-per-round", "5",
+    "--rounds", "3", "--lr", "0.1", "--batch-size", "8",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("delta", "bound", "expected"),
+    [
+        (torch.tensor([1.0, 2.0]), 0.0, ""),
+        (torch.tensor([1.0, float("nan")]), 0.0, "NaN or Inf"),
+        (torch.tensor([float("inf"), 0.0]), 100.0, "NaN or Inf"),
+        (torch.tensor([3.0, 4.0]), 4.9, "L2 norm 5 > --max-update-norm 4.9"),
+        (torch.tensor([3.0, 4.0]), 5.1, ""),
+    ],
+)
+def test_bad_update_rule(delta, bound, expected):
+    assert bad_update(delta, bound) == expected
+
+
+def test_nan_update_fails_naming_the_client():
+    results, seconds = spawn_ranks(3, *NAN_TASK)
+    assert all(r.returncode != 0 for r in results) and seconds < 30
+    everything = "".join(r.stderr for r in results)
+    assert "round 1: client 1 sent a bad update (NaN or Inf)" in everything
+    assert "Traceback" not in everything  # a diagnosed failure is one line
+    assert "round 1: 1 client worker(s) failed" in results[0].stderr
+
+
+def test_nan_update_skipped_equals_fedavg_without_that_client(tmp_path):
+    out = tmp_path / "run"
+    res = torchrun(3, *NAN_TASK, "--on-bad-update", "skip", out=out)
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in rows] == [1, 1, 1]
+    cfg = parse_args(NAN_TASK)
+    data = {c: tasks.NaNClient().client_data(c, 5)[0].tensors for c in range(5)}
+    data[1] = (data[1][0][:0], data[1][1][:0])  # the skipped client, as if it had no data
+    torch.manual_seed(derive_seed(cfg.fed.seed, "init"))
+    expected = oracle.fedavg(cfg, data, tasks.NaNClient().model(), F.cross_entropy)
+    assert oracle.max_diff(res.model(), expected) < 1e-5
+
+
+def test_norm_bound_drops_everything_then_stops():
+    results, _ = spawn_ranks(3, *NAN_TASK, "--max-update-norm", "1e-9", "--on-bad-update", "skip")
+    assert all(r.returncode != 0 for r in results)
+    assert "round 1: every update was dropped as bad (4 clients)" in results[0].stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "code"),
+    [
+        (["--rounds", "-2"], "fed.rounds (--rounds): must be >= 1", 2),
+        (["--device", "cuda"], "runtime.device (--device): cuda requested but no GPU", 2),
+        (["--backend", "nccl"], "runtime.backend (--backend): nccl needs a GPU per rank", 2),
+        (["--out", "/proc/fedrun-run"], "runtime.out (--out): cannot write to /proc/fedrun-run", 2),
+        (["--task", "tests.userpkg.nothere"], "data.task (--task): no module named", 2),
+        (
+            ["--task", "tests.userpkg.tasks:WrongOutput", "--num-clients", "4",
+             "--clients-per-round", "4"],
+            "data.task (--task): the model's output (shape (8, 3)) does not fit",
+            2,
+        ),
+        (["--dataset", "mnist", "--data-root", "/nonexistent"], "MNIST files not found", 2),
+        (["--partition", "shards", "--dataset", "digits", "--num-clients", "1000",
+          "--shards-per-client", "2", "--clients-per-round", "10"], "2000 shards requested", 2),
+    ],
+)  # fmt: skip
+def test_bad_input_stops_every_rank_in_seconds_with_one_line(args, message, code):
+    results, seconds = spawn_ranks(3, *args)
+    assert seconds < 30
+    assert all(r.returncode != 0 for r in results)
+    lines = [ln for r in results for ln in r.stderr.splitlines() if ln.startswith("fedrun: error:")]
+    assert lines and all("\n" not in ln for ln in lines)
+    assert any(message in ln for ln in lines), lines
+    assert "Traceback" not in "".join(r.stderr for r in results)
+    assert code in [r.returncode for r in results]
+
+
+def test_stuck_worker_is_named_after_the_timeout(tmp_path):
+    res = torchrun(
+        3, "--task", "tests.userpkg.tasks:Sleepy", "--num-clients", "5", "--clients-per-round",
+        "5", "--timeout", "8", out=tmp_path / "run", timeout=90,
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert res.seconds < 60  # 8 s timeout + start-up, not the default 30 minutes
+    # client 3 lives on worker rank 1 + 3 % 2 = 2
+    assert "train round 1: worker rank(s) [2] did not reach the reduce within --timeout 8 s" in (
+        res.stderr
+    )
