@@ -19,39 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                children.setdefault(int(fields[1]), []).append(int(entry))
-            except (OSError, IndexError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def rss_by_rank(pid: int) -> dict[int, float]:
-    """RSS in MiB of every fedrun rank under the torchrun process `pid`, by RANK."""
-    out = {}
-    for p in descendants(pid):
-        try:
-            env = Path(f"/proc/{p}/environ").read_bytes().split(b"\0")
-            rank = next(int(e[5:]) for e in env if e.startswith(b"RANK="))
-            status = Path(f"/proc/{p}/status").read_text()
-            kb = next(
-                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
-            )
-            out[rank] = kb / 1024
-        except (OSError, StopIteration, ValueError):
-            pass
-    return out
+from fedrun.procs import memory_by_rank
 
 
 def rounds_done(metrics: Path) -> int:
@@ -89,9 +57,9 @@ def main() -> int:
     while proc.poll() is None:
         done = rounds_done(out / "metrics.jsonl")
         if "early" not in samples and done >= args.early:
-            samples["early"] = rss_by_rank(proc.pid)
+            samples["early"] = memory_by_rank(proc.pid)
         if done >= args.rounds - 1 and "late" not in samples:
-            samples["late"] = rss_by_rank(proc.pid)
+            samples["late"] = memory_by_rank(proc.pid)
         time.sleep(0.05)
     output = proc.stdout.read() if proc.stdout else ""
     if proc.returncode != 0:

@@ -1,0 +1,346 @@
+"""Benchmarks, side by side: `python -m fedrun.bench [--workloads A,B,C,D,E] [--json FILE]`.
+
+For each workload it runs, in one invocation:
+  * fedrun through torchrun (end to end, and the steady-state round time from metrics.jsonl);
+  * a bare single-process FedAvg loop doing the same work, as the tutorials write it;
+  * the compute ceiling: the same local training split over the same worker processes with no
+    federated machinery at all (no broadcast, no reduce, no evaluation).
+A: the seed job (CIFAR-shaped fake data, the seed CNN, 2 clients x 5000, batch 32, SGD 0.001
+   momentum 0.9, 1 epoch, 3 rounds, 3 processes). B: 100 clients x 500, 10 per round, 5 rounds.
+C: 10,000 clients x 20, 1,000 per round, logistic regression. D: broadcast + reduce of 10M and
+100M floats against a memory copy of the same bytes. E: peak RSS of server and worker with 100
+vs 10,000 clients. `--small` shrinks every size (what the tests run). Prints a table and writes
+JSON. Never run timing assertions on this in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WORKLOADS = {
+    # name: (model, shape, clients, samples, per_round, rounds, lr, momentum)
+    "A": ("cnn", "3,32,32", 2, 5000, 2, 3, 0.001, 0.9),
+    "B": ("cnn", "3,32,32", 100, 500, 10, 5, 0.001, 0.9),
+    "C": ("logreg", "20", 10_000, 20, 1000, 5, 0.05, 0.0),
+}
+SMALL = {"A": (2, 200, 2, 3), "B": (10, 50, 4, 3), "C": (200, 10, 50, 3)}
+NPROC = 3
+
+
+@dataclass
+class Job:
+    name: str
+    model: str
+    shape: str
+    clients: int
+    samples: int
+    per_round: int
+    rounds: int
+    lr: float
+    momentum: float
+    batch: int = 32
+    extra: dict = field(default_factory=dict)
+
+    def fedrun_args(self) -> list[str]:
+        return [
+            "--dataset", "fake", "--fake-shape", self.shape, "--fake-samples", str(self.samples),
+            "--fake-test-samples", "100", "--model", self.model, "--num-clients", str(self.clients),
+            "--clients-per-round", str(self.per_round), "--rounds", str(self.rounds),
+            "--lr", str(self.lr), "--momentum", str(self.momentum), "--batch-size", str(self.batch),
+            "--eval-every", "0", "--eval-fraction", "0.001", "--checkpoint-every", "0",
+            "--plot-every", "0", "--quiet",
+        ]  # fmt: skip
+
+
+def job(name: str, small: bool) -> Job:
+    model, shape, clients, samples, per_round, rounds, lr, momentum = WORKLOADS[name]
+    if small:
+        clients, samples, per_round, rounds = SMALL[name]
+    return Job(name, model, shape, clients, samples, per_round, rounds, lr, momentum)
+
+
+def _env(threads: int = 1) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+
+
+# --- the three contenders ---------------------------------------------------------------------
+
+
+def _fedrun_cmd(j: Job, out: Path) -> list[str]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*launcher, f"--nproc_per_node={NPROC}", "-m", "fedrun.main", *j.fedrun_args(),
+            "--out", str(out)]  # fmt: skip
+
+
+def run_fedrun(j: Job, out: Path) -> dict:
+    cmd = _fedrun_cmd(j, out)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise RuntimeError(f"fedrun failed:\n{p.stderr[-3000:]}")
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    steady = [r["seconds"] for r in rows[1:]] or [rows[0]["seconds"]]
+    return {"end_to_end_s": wall, "round_s": sum(steady) / len(steady), "rounds": len(rows)}
+
+
+def _internal(role: str, j: Job, *extra: str, threads: int = 1) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "fedrun.bench",
+        "--internal",
+        role,
+        "--job",
+        json.dumps(j.__dict__),
+        *extra,
+    ]
+    return subprocess.Popen(cmd, env=_env(threads), stdout=subprocess.PIPE, text=True)
+
+
+def run_bare(j: Job) -> dict:
+    t0 = time.perf_counter()
+    p = _internal("bare", j, threads=NPROC - 1)
+    out = json.loads(p.communicate()[0].strip().splitlines()[-1])
+    return {"end_to_end_s": time.perf_counter() - t0, **out}
+
+
+def run_ceiling(j: Job) -> dict:
+    procs = [_internal("ceiling", j, "--rank", str(r)) for r in range(1, NPROC)]
+    results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    rounds = [max(r["rounds"][i] for r in results) for i in range(j.rounds)]
+    steady = rounds[1:] or rounds
+    return {"round_s": sum(steady) / len(steady)}
+
+
+# --- what runs inside the helper processes ----------------------------------------------------
+
+
+def _setup(j: Job):
+    import torch
+
+    from fedrun.config import Config
+    from fedrun.data import DATASETS
+    from fedrun.models import build_model
+
+    cfg = Config()
+    cfg.data.dataset, cfg.data.fake_shape, cfg.data.fake_samples = "fake", j.shape, j.samples
+    cfg.model.model, cfg.fed.num_clients = j.model, j.clients
+    info = DATASETS["fake"].info(cfg)
+    return torch, cfg, DATASETS["fake"], build_model(cfg, info)
+
+
+def _local_train(torch, model, x, y, j: Job, gen) -> None:
+    import torch.nn.functional as F
+
+    opt = torch.optim.SGD(model.parameters(), lr=j.lr, momentum=j.momentum)
+    perm = torch.randperm(len(x), generator=gen)
+    for i in range(0, len(x), j.batch):
+        idx = perm[i : i + j.batch]
+        opt.zero_grad()
+        F.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+
+
+def internal_bare(j: Job) -> dict:
+    """The tutorials' loop: one process, state_dicts, a weighted average."""
+    import copy
+
+    from fedrun.sampling import sample_clients
+
+    torch, cfg, ds, model = _setup(j)
+    data = ds.client_data(cfg, list(range(j.clients)))
+    global_sd = copy.deepcopy(model.state_dict())
+    gen = torch.Generator().manual_seed(0)
+    for r in range(1, j.rounds + 1):
+        states, weights = [], []
+        for c in sample_clients(j.clients, j.per_round, 0, r):
+            model.load_state_dict(global_sd)
+            _local_train(torch, model, data[c].train.x, data[c].train.y, j, gen)
+            states.append(copy.deepcopy(model.state_dict()))
+            weights.append(len(data[c].train))
+        total = sum(weights)
+        global_sd = {
+            k: sum(w * s[k] for w, s in zip(weights, states, strict=True)) / total
+            for k in global_sd
+        }
+    return {"rounds": j.rounds}
+
+
+def internal_ceiling(j: Job, rank: int) -> dict:
+    """Worker `rank`'s share of local training, timed per round; nothing else."""
+    from fedrun.sampling import clients_of, host_of, sample_clients
+
+    torch, cfg, ds, model = _setup(j)
+    torch.set_num_threads(1)
+    data = ds.client_data(cfg, clients_of(rank, j.clients, NPROC))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for r in range(1, j.rounds + 1):
+        t0 = time.perf_counter()
+        for c in sample_clients(j.clients, j.per_round, 0, r):
+            if host_of(c, NPROC) == rank:
+                model.load_state_dict(start)
+                _local_train(torch, model, data[c].train.x, data[c].train.y, j, gen)
+        times.append(time.perf_counter() - t0)
+    return {"rounds": times}
+
+
+# --- D and E ----------------------------------------------------------------------------------
+
+
+def _collective_worker(rank: int, world: int, port: int, numel: int, reps: int, q) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    buf = torch.ones(numel)
+    red = torch.ones(numel)
+    dist.barrier()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        dist.broadcast(buf, src=0)
+        dist.reduce(red, dst=0)
+        times.append(time.perf_counter() - t0)
+    if rank == 0:
+        q.put(min(times))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def aggregation(numel: int, reps: int = 3) -> dict:
+    """Broadcast + reduce of `numel` float32 over 3 gloo ranks, against torch's memory copy of
+    the bytes those collectives deliver (2 x numel x 4 bytes per worker)."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [
+        ctx.Process(target=_collective_worker, args=(r, NPROC, port, numel, reps, q))
+        for r in range(NPROC)
+    ]
+    for p in procs:
+        p.start()
+    coll = q.get(timeout=600)
+    for p in procs:
+        p.join(timeout=60)
+    src, dst = torch.ones(numel), torch.empty(numel)
+    copies = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        copies.append(time.perf_counter() - t0)
+    moved = 2 * numel * 4 * (NPROC - 1)  # bytes the server sends and receives
+    copy_bw = numel * 4 / min(copies)
+    coll_bw = moved / coll
+    return {"numel": numel, "collectives_s": coll, "memcpy_s": min(copies),
+            "collective_GBps": coll_bw / 1e9, "memcpy_GBps": copy_bw / 1e9,
+            "ratio": coll_bw / copy_bw}  # fmt: skip
+
+
+def peak_rss(clients: int, small: bool) -> dict:
+    """VmHWM of every rank for a short logistic-regression run with `clients` clients."""
+    from fedrun.procs import watch_ranks
+
+    j = Job("E", "logreg", "20", clients, 20, min(100, clients), 3, 0.05, 0.0)
+    out = Path(tempfile.mkdtemp(prefix="fedrun-bench-")) / "run"
+    cmd = _fedrun_cmd(j, out)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peaks = watch_ranks(proc, "VmHWM")
+    if proc.returncode:
+        raise RuntimeError(f"fedrun failed: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+    return {
+        "clients": clients,
+        "server_MiB": peaks.get(0),
+        "worker_MiB": max(v for k, v in peaks.items() if k),
+    }
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fedrun.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--workloads", default="A,B,C,D,E")
+    ap.add_argument("--small", action="store_true", help="tiny sizes (for tests)")
+    ap.add_argument("--json", default="bench.json", help="where to write the results")
+    ap.add_argument("--internal", help=argparse.SUPPRESS)
+    ap.add_argument("--job", help=argparse.SUPPRESS)
+    ap.add_argument("--rank", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.internal:
+        j = Job(**json.loads(args.job))
+        res = internal_bare(j) if args.internal == "bare" else internal_ceiling(j, args.rank)
+        print(json.dumps(res))
+        return 0
+
+    results: dict[str, dict] = {}
+    lines = []
+    for name in args.workloads.split(","):
+        if name in WORKLOADS:
+            j = job(name, args.small)
+            with tempfile.TemporaryDirectory() as tmp:
+                fed = run_fedrun(j, Path(tmp) / "run")
+            bare, ceil = run_bare(j), run_ceiling(j)
+            per_worker = j.per_round / (NPROC - 1)
+            res = {
+                "fedrun": fed,
+                "bare": bare,
+                "ceiling": ceil,
+                "throughput_vs_ceiling": ceil["round_s"] / fed["round_s"],
+                "overhead_ms_per_client": (fed["round_s"] - ceil["round_s"]) / per_worker * 1e3,
+            }
+            results[name] = res
+            lines.append(
+                f"{name}: fedrun {fed['end_to_end_s']:.2f} s end to end, "
+                f"{fed['round_s']:.3f} s/round | "
+                f"bare loop {bare['end_to_end_s']:.2f} s | ceiling {ceil['round_s']:.3f} s/round | "
+                f"throughput {res['throughput_vs_ceiling'] * 100:.1f}% of ceiling | "
+                f"overhead {res['overhead_ms_per_client']:.3f} ms/client/round"
+            )
+        elif name == "D":
+            sizes = (1_000_000,) if args.small else (10_000_000, 100_000_000)
+            results["D"] = {str(n): aggregation(n) for n in sizes}
+            for n, d in results["D"].items():
+                lines.append(
+                    f"D: {int(n) / 1e6:.0f}M floats: broadcast+reduce {d['collectives_s']:.3f} s "
+                    f"({d['collective_GBps']:.2f} GB/s) vs memcpy {d['memcpy_GBps']:.2f} GB/s "
+                    f"= {d['ratio'] * 100:.1f}%"
+                )
+        elif name == "E":
+            counts = (20, 200) if args.small else (100, 10_000)
+            e = [peak_rss(c, args.small) for c in counts]
+            growth = (e[1]["server_MiB"] - e[0]["server_MiB"]) / e[0]["server_MiB"]
+            results["E"] = {"runs": e, "server_growth": growth}
+            lines.append(
+                f"E: peak RSS server {e[0]['server_MiB']:.0f} -> {e[1]['server_MiB']:.0f} MiB "
+                f"({growth * 100:+.1f}%), worker {e[0]['worker_MiB']:.0f} -> "
+                f"{e[1]['worker_MiB']:.0f} MiB, {counts[0]} -> {counts[1]} clients"
+            )
+        print(lines[-1], flush=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The benchmark and soak scripts run on tiny sizes and write their results (no timing checks)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_runs_every_workload_small(tmp_path):
+    out = tmp_path / "bench.json"
+    p = subprocess.run(
+        [sys.executable, "-m", "fedrun.bench", "--small", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr + p.stdout
+    res = json.loads(out.read_text())
+    assert set(res) == {"A", "B", "C", "D", "E"}
+    for name in "ABC":
+        r = res[name]
+        assert r["fedrun"]["rounds"] == 3 and r["fedrun"]["round_s"] > 0
+        assert r["bare"]["end_to_end_s"] > 0 and r["ceiling"]["round_s"] > 0
+    assert res["D"]["1000000"]["memcpy_GBps"] > 0
+    assert [run["clients"] for run in res["E"]["runs"]] == [20, 200]
+    assert "throughput" in p.stdout and f"wrote {out}" in p.stdout
+
+
+def test_soak_script_small():
+    p = subprocess.run(
+        [sys.executable, "bench/soak.py", "--clients", "60", "--rounds", "30", "--early", "5",
+         "--per-round", "10"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert set(summary["samples"]["early"]) == {"0", "1", "2"}
+    assert set(summary["samples"]["late"]) == {"0", "1", "2"}
