@@ -4,9 +4,10 @@ All floating parameters and floating buffers (BatchNorm running statistics inclu
 `state_dict` order, as one contiguous tensor. Integer buffers (BatchNorm's int64
 `num_batches_tracked`) never travel: a float32 cast is exact only up to 2**24 and averaging a
 counter means nothing. They keep the values of the model they live in: on the server that is the
-initial model, so `final_model.pt` holds the initial counters; every client starts each round from
-the server's counters. BatchNorm with momentum=None (cumulative averages) is the only layer that
-reads the counter, and a federated run of it should use momentum.
+initial model, so `final_model.pt` holds the initial counters; on a worker, its one reused
+model's counter, which counts the batches that worker trained. BatchNorm with momentum=None
+(cumulative averages) is the only layer that reads the counter, and a federated run of it
+should use momentum.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class Worker:
                 x, y = d.train.x[:8], d.train.y[:8]
                 try:
                     with torch.no_grad():
-                        out = self.model(x)
+                        out = self.model.eval()(x)  # eval: no BatchNorm statistics move
                         self.task.loss_fn(out, y)
                 except Exception as e:  # noqa: BLE001 - any failure here means a mismatch
                     shape = tuple(out.shape) if "out" in locals() else "none"

@@ -1,33 +1,15 @@
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from examples.flower_quickstart import cifar
 from fedrun.config import Config, parse_args
 from fedrun.data import DatasetInfo
 from fedrun.errors import ConfigError
 from fedrun.models import build_model
 
-
-class SeedNet(nn.Module):
-    """Verbatim from the Flower quickstart's cifar.py."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = x.view(-1, 16 * 5 * 5)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+# The Flower quickstart's Net, kept verbatim in the example that reproduces that tutorial.
+SeedNet = cifar.Net
 
 
 CIFAR = DatasetInfo((3, 32, 32), 10, "classification")
