@@ -137,6 +137,19 @@ def test_bad_flags(argv, pattern):
         (["--device", "tpu"], "runtime.device"),
         (["--timeout", "0"], "runtime.timeout"),
         (["--server-lr", "0"], "strategy.server_lr"),
+        (
+            ["--dataset", "digits", "--partition", "dirichlet", "--dirichlet-alpha", "0"],
+            "data.dirichlet_alpha",
+        ),
+        (["--shards-per-client", "0"], "data.shards_per_client"),
+        (["--min-samples", "-1"], "data.min_samples"),
+        (["--client-test-fraction", "1"], "data.client_test_fraction"),
+        (["--fake-shape", "3,x"], "data.fake_shape"),
+        (["--norm", "layer"], "model.norm"),
+        (["--checkpoint-every", "-1"], "runtime.checkpoint_every"),
+        (["--keep-checkpoints", "0"], "runtime.keep_checkpoints"),
+        (["--on-bad-update", "ignore"], "strategy.on_bad_update"),
+        (["--max-update-norm", "-1"], "strategy.max_update_norm"),
     ],
 )
 def test_bad_values_name_the_field(argv, field):
