@@ -144,7 +144,7 @@ def test_bad_flags(argv, pattern):
         (["--shards-per-client", "0"], "data.shards_per_client"),
         (["--min-samples", "-1"], "data.min_samples"),
         (["--client-test-fraction", "1"], "data.client_test_fraction"),
-        (["--fake-shape", "3,x"], "data.fake_shape"),
+        (["--fake-shape", "3,a"], "data.fake_shape"),
         (["--norm", "layer"], "model.norm"),
         (["--checkpoint-every", "-1"], "runtime.checkpoint_every"),
         (["--keep-checkpoints", "0"], "runtime.keep_checkpoints"),
