@@ -183,8 +183,9 @@ class RuntimeConfig:
     there is none). A run restarted by torchrun (--max-restarts) resumes automatically."""
     quiet: bool = False
     """No per-round output on the console (the final summary still prints)."""
-    plot_every: int = 25
-    """Redraw OUT/metrics.png every N rounds (always at the end); 0 = only at the end."""
+    plot_every: int = 0
+    """Redraw OUT/metrics.png every N rounds as well as at the end; 0 = only at the end (each
+    redraw holds the server for ~0.3 s while the workers wait, so use tens of rounds)."""
     tensorboard: bool = False
     """Also write TensorBoard scalars to OUT/tensorboard (needs the tensorboard package)."""
 
