@@ -20,7 +20,7 @@ import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from fedrun.comm import Comm, LaunchEnv
-from fedrun.config import Config, parse_args, to_toml
+from fedrun.config import Config, build_parser, parse_args, to_toml
 from fedrun.errors import Aborted, FedrunError, PeerLost
 
 
@@ -78,6 +78,11 @@ def handshake(comm: Comm, status: int, spec_digest: int, cfg_digest: int) -> Non
 @record
 def main(argv: list[str] | None = None) -> int:
     """The CLI: parse flags, run, return the exit code (0 ok, 1 failure, 2 bad input)."""
+    args = sys.argv[1:] if argv is None else argv
+    if "-h" in args or "--help" in args:  # with or without torchrun; once per node
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            build_parser().print_help()
+        return 0
     try:
         env = LaunchEnv.from_environ()
     except FedrunError as e:

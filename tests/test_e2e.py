@@ -202,3 +202,13 @@ def test_existing_run_dir_is_refused_on_every_rank(tmp_path):
     res = torchrun(3, "--rounds", "1", "--overwrite", out=out)
     assert res.returncode == 0, res.stderr
     assert len(_metrics(out)) == 1
+
+
+def test_help_without_torchrun_and_once_under_it():
+    p = subprocess.run(
+        [sys.executable, "-m", "fedrun.main", "--help"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert p.returncode == 0 and "--clients-per-round" in p.stdout
+    res = torchrun(3, "--help", timeout=60)
+    assert res.returncode == 0 and res.stdout.count("usage: torchrun") == 1
