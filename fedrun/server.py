@@ -42,8 +42,10 @@ class Server:
         self.strategy = build_strategy(cfg.strategy)
         self.central = self.task.central_data(comm.device)
         # A group restarted by torchrun resumes from its own last checkpoint, in its own run dir.
-        resume = cfg.runtime.resume or ("auto" if comm.env.restart_count > 0 else "")
         out = Path(cfg.runtime.out or comm.first_attempt_value("out", str(default_out())))
+        resume = cfg.runtime.resume
+        if comm.env.restart_count > 0 and (checkpoint.list_checkpoints(out) or not resume):
+            resume = "auto"  # this run's own newest checkpoint beats the one it started from
         self.run_dir = RunDir(cfg, out, resuming=bool(resume))
         dev = comm.buffer_device
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=dev)
