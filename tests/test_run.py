@@ -58,8 +58,14 @@ def test_resume_is_bitwise_exact(tmp_path, reference):
     assert _same(again.model(), reference[0])
     assert [r["round"] for r in _rows(out)] == list(range(1, 9))
     # an explicit checkpoint into a fresh directory: the same model again
-    other = torchrun(3, *JOB, "--resume", str(saved), out=tmp_path / "b")
+    # ... and killed in round 7 under --max-restarts: the restart resumes from this run's own
+    # round-6 checkpoint, not from the file it started from
+    other = torchrun(
+        3, *JOB, "--resume", str(saved), out=tmp_path / "b", env={"FEDRUN_FAULT": "train:1:7"},
+        extra=["--max-restarts=1"],
+    )  # fmt: skip
     assert other.returncode == 0, other.stderr
+    assert "resumed after round 3" in other.stdout and "resumed after round 6" in other.stdout
     assert _same(other.model(), reference[0])
 
 
