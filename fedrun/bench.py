@@ -91,7 +91,13 @@ def run_fedrun(j: Job, out: Path) -> dict:
     # steady state: after the first round (warm-up), without evaluation rounds (the ceiling
     # does not evaluate)
     steady = [r["seconds"] for r in rows[1:] if "fed_examples" not in r] or [rows[-1]["seconds"]]
-    return {"end_to_end_s": wall, "round_s": sum(steady) / len(steady), "rounds": len(rows)}
+    startup = json.loads((out / "summary.json").read_text())["startup_s"]
+    return {
+        "end_to_end_s": wall,
+        "startup_s": startup,  # server process start -> first round (imports, data, handshake)
+        "round_s": sum(steady) / len(steady),
+        "rounds": len(rows),
+    }
 
 
 def _internal(role: str, j: Job, *extra: str, threads: int = 1) -> subprocess.Popen:
@@ -314,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             results[name] = res
             lines.append(
-                f"{name}: fedrun {fed['end_to_end_s']:.2f} s end to end, "
+                f"{name}: fedrun {fed['end_to_end_s']:.2f} s end to end "
+                f"({fed['startup_s']:.2f} s start-up), "
                 f"{fed['round_s']:.3f} s/round | "
                 f"bare loop {bare['end_to_end_s']:.2f} s | ceiling {ceil['round_s']:.3f} s/round | "
                 f"throughput {res['throughput_vs_ceiling'] * 100:.1f}% of ceiling | "

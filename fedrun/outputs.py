@@ -91,6 +91,10 @@ class RunDir:
         with open(self.path / "metrics.csv", "a", newline="") as f:
             csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore").writerow(clean)
 
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """summary.json: final and best metrics, rounds, seconds, start-up seconds."""
+        (self.path / "summary.json").write_text(json.dumps(_clean(summary), indent=2))
+
     # -- partition ---------------------------------------------------------------------------
 
     def write_partition(self, label_counts: torch.Tensor, train_examples: torch.Tensor) -> None:

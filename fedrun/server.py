@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,15 @@ from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot, is_eval_round
 from fedrun.report import Console, TensorBoard, format_summary, plot_metrics, summarize
 from fedrun.strategies import build_strategy
 from fedrun.task import load_task
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux /proc; NaN elsewhere)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return math.nan
 
 
 def _ratio(num: float, den: float) -> float:
@@ -141,6 +151,7 @@ class Server:
         self._receive_partition()
         console = Console(cfg.fed.rounds, self.start_round, rt.quiet)
         console.line(self._header())
+        startup = process_age()
         start = time.perf_counter()
         for r in range(self.start_round, cfg.fed.rounds + 1):
             t0 = time.perf_counter()
@@ -178,6 +189,8 @@ class Server:
         if self.tensorboard:
             self.tensorboard.close()
         summary = summarize(self.history, time.perf_counter() - start)
+        summary["startup_s"] = startup  # server process start -> first round
+        self.run_dir.write_summary(summary)
         print(format_summary(summary, str(path)), flush=True)
         return summary
 

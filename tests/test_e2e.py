@@ -106,6 +106,10 @@ def test_outputs_and_console(tmp_path):
     # the resolved config reloads to the same job
     cfg = parse_args(["--config", str(out / "config.toml")])
     assert cfg.fed.rounds == 4 and cfg.runtime.out == str(out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 4 and summary["best_metric"] == "central_acc"
+    assert summary["final"]["central_acc"] == rows[-1]["central_acc"]
+    assert 0 < summary["startup_s"] < res.seconds
     # final_model.pt loads strictly into a fresh model
     cfg.validate()
     model = build_model(cfg, DATASETS["synthetic"].info(cfg))
