@@ -72,7 +72,8 @@ class Server:
             self._resume(resume)
         self.tensorboard = TensorBoard(out / "tensorboard") if cfg.runtime.tensorboard else None
         self.bytes = 0  # payload bytes moved by this round's collectives, all workers together
-        self._workers_at_broadcast = True
+        # where the workers wait: after the handshake they are in the partition reduce
+        self._workers_at_broadcast = False
 
     def _resume(self, resume: str) -> None:
         out = self.run_dir.path
