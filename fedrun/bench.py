@@ -270,12 +270,14 @@ def peak_rss(clients: int, small: bool) -> dict:
     from fedrun.procs import watch_ranks
 
     j = Job("E", "logreg", "20", clients, 20, min(100, clients), 3, 0.05, 0.0)
-    out = Path(tempfile.mkdtemp(prefix="fedrun-bench-")) / "run"
-    cmd = _fedrun_cmd(j, out)
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peaks = watch_ranks(proc, "VmHWM")
-    if proc.returncode:
-        raise RuntimeError(f"fedrun failed: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+    with tempfile.TemporaryDirectory(prefix="fedrun-bench-") as tmp:
+        log = Path(tmp) / "stderr.log"
+        with open(log, "w") as err:  # a file, not a pipe nobody reads while we poll
+            cmd = _fedrun_cmd(j, Path(tmp) / "run")
+            proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err)
+            peaks = watch_ranks(proc, "VmHWM")
+        if proc.returncode:
+            raise RuntimeError(f"fedrun failed: {log.read_text()[-2000:]}")
     return {
         "clients": clients,
         "server_MiB": peaks.get(0),

@@ -2,8 +2,9 @@
 
 A checkpoint after round r holds the global vector, the strategy's state, r, the metrics so far,
 the RNG states, and the hashes of the model layout and of the result-affecting config. Every
-random stream in fedrun is derived from (seed, round, client), so the RNG states are saved for
-user code that draws from the global generators, not for fedrun's own. Files are written to a
+random stream in fedrun is derived from (seed, round, client), and workers re-seed torch's,
+Python's and numpy's global generators for every client, so no worker state needs saving; the
+server's RNG states are saved for user code that draws on rank 0. Files are written to a
 temporary name and renamed (atomic on POSIX), so a crash mid-write leaves the previous one whole.
 """
 

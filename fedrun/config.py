@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
 import difflib
 import functools
 import inspect
+import math
 import sys
 import textwrap
 import types
@@ -394,6 +396,14 @@ def to_toml(cfg: Config) -> str:
     return tomli_w.dumps(cfg.to_dict())
 
 
+def job_toml(cfg: Config) -> str:
+    """The config as a rerunnable job file: without this invocation's --out, --resume and
+    --overwrite (a rerun from it starts fresh in a new run directory)."""
+    job = copy.deepcopy(cfg)
+    job.runtime.out, job.runtime.resume, job.runtime.overwrite = "", "", False
+    return to_toml(job)
+
+
 # --- validation -----------------------------------------------------------------------------
 
 
@@ -431,6 +441,10 @@ def _validate(cfg: Config) -> None:
         cfg.strategy,
         cfg.runtime,
     )
+    for name, info in all_fields().items():
+        value = getattr(getattr(cfg, info.section), name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(info.label, f"must be a finite number, got {value}", "pass a number")
     _check(f.rounds >= 1, "rounds", f"must be >= 1, got {f.rounds}", "pass a positive integer")
     _check(
         f.num_clients >= 1,
@@ -535,7 +549,7 @@ def _validate(cfg: Config) -> None:
     _choice(s.on_bad_update, "on_bad_update", ("fail", "skip"))
     _choice(r.backend, "backend", ("auto", "gloo", "nccl"))
     _choice(r.device, "device", ("auto", "cpu", "cuda"))
-    _check(r.timeout > 0, "timeout", f"must be > 0 seconds, got {r.timeout}", "e.g. 1800")
+    _check(r.timeout >= 1, "timeout", f"must be >= 1 second, got {r.timeout}", "e.g. 1800")
     _check(r.threads >= 0, "threads", f"must be >= 0, got {r.threads}", "0 = automatic")
     _check(r.checkpoint_every >= 0, "checkpoint_every", "must be >= 0", "0 = never")
     _check(r.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1", "e.g. 2")

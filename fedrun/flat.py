@@ -34,7 +34,7 @@ class FlatSpec:
 
     entries: tuple[Entry, ...]
     skipped: tuple[str, ...]  # non-floating state entries, kept out of the vector
-    dtype: torch.dtype  # the vector's dtype: the promotion of all floating entries
+    dtype: torch.dtype  # the vector's dtype: the promotion of all floating entries and float32
 
     @classmethod
     def of(cls, model: nn.Module) -> FlatSpec:
@@ -49,7 +49,9 @@ class FlatSpec:
             dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
         if not entries:
             raise ValueError("the model has no floating-point parameters or buffers")
-        return cls(tuple(entries), tuple(skipped), dtype)
+        # at least float32: the same buffers carry the round number and example counts, which
+        # half precision rounds (bf16 turns round 257 into 256)
+        return cls(tuple(entries), tuple(skipped), torch.promote_types(dtype, torch.float32))
 
     @property
     def numel(self) -> int:

@@ -8,6 +8,7 @@ role set-up -> one all-gather handshake (set-up status, model layout hash, confi
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -60,12 +61,13 @@ def config_digest(cfg: Config) -> int:
     return int.from_bytes(hashlib.sha256(to_toml(cfg).encode()).digest()[:8], "little") >> 1
 
 
-def handshake(comm: Comm, status: int, spec_digest: int, cfg_digest: int) -> None:
-    """One all-gather: every rank learns whether all set-ups succeeded and agree."""
+def handshake(comm: Comm, status: int, spec_digest: int, cfg_digest: int) -> list[int]:
+    """One all-gather: every rank learns which set-ups failed (returned) and whether the rest
+    agree on model layout and config (raises if not)."""
     rows = comm.all_gather_ints([status, spec_digest, cfg_digest])
     failed = [r for r, row in enumerate(rows) if row[0] != 0]
     if failed:
-        raise FedrunError(f"set-up failed on rank(s) {failed}; the cause is printed above")
+        return failed
     for i, what, fix in (
         (1, "model layouts (names/shapes/dtypes)", "use the same fedrun and torch on every node"),
         (2, "configs", "pass the same flags and config file on every node"),
@@ -73,6 +75,7 @@ def handshake(comm: Comm, status: int, spec_digest: int, cfg_digest: int) -> Non
         odd = [r for r, row in enumerate(rows) if row[i] != rows[0][i]]
         if odd:
             raise FedrunError(f"ranks {odd} have different {what} from rank 0; {fix}")
+    return []
 
 
 @record
@@ -107,23 +110,41 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
     from fedrun.server import Server
     from fedrun.worker import Worker
 
+    cfg = copy.deepcopy(cfg)  # the caller's object stays as it was (fedrun.run in a loop)
     role: Server | Worker | None = None
-    status = 0
+    status, cause = 0, ""
     try:
         role = Server(cfg, comm) if env.rank == 0 else Worker(cfg, comm)
     except FedrunError as e:
-        _say(str(e))
-        status = e.exit_code
-    except Exception:  # noqa: BLE001 - shown here, then reported to every rank by the handshake
-        traceback.print_exc()
-        status = 1
+        status, cause = e.exit_code, str(e)
+    except Exception:  # noqa: BLE001 - shown once, after the handshake tells every rank
+        status, cause = 1, traceback.format_exc()
     in_step = False  # True once the outcome is known to every rank alike
     try:
-        handshake(comm, status, role.spec.digest() if role else 0, cfg_digest)
+        failed = handshake(comm, status, role.spec.digest() if role else 0, cfg_digest)
+        if failed:
+            # Ranks often fail set-up alike (the same missing files): the lowest failing rank
+            # shows its cause once; the others exit a moment later, so torchrun's summary
+            # names the rank that printed.
+            in_step = True
+            if env.rank == failed[0]:
+                if cause.startswith("Traceback"):
+                    print(cause, file=sys.stderr, end="", flush=True)
+                else:
+                    _say(cause)
+            else:
+                time.sleep(2)
+            return status or 1, None
         summary = role.run()  # type: ignore[union-attr]
         in_step = True
         return 0, summary
     except PeerLost as e:
+        if cause:  # the handshake never completed: this rank's own set-up failure first
+            print(
+                cause if cause.startswith("Traceback") else f"fedrun: error: {cause}",
+                file=sys.stderr,
+                flush=True,
+            )
         _say(str(e))
         time.sleep(1)  # let torchrun see the rank that really died first: its summary blames it
         return 1, None  # in_step stays False: no barrier with a rank that is gone
@@ -133,8 +154,8 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
         return 1, None
     except FedrunError as e:
         in_step = True
-        _say(str(e), show=status == 0 and (env.rank == 0 or "set-up" not in str(e)))
-        return status or e.exit_code, None
+        _say(str(e))
+        return e.exit_code, None
     finally:
         comm.close(in_step)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedrun.config import Config, to_toml
+from fedrun.config import Config, job_toml
 
 _OUT = "runtime.out (--out)"
 CSV_COLUMNS = (
@@ -37,7 +37,14 @@ def default_out() -> Path:
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     """A metric that could not be computed is null, not NaN (which JSON does not have)."""
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+    return {
+        k: _clean(v)
+        if isinstance(v, dict)
+        else None
+        if isinstance(v, float) and math.isnan(v)
+        else v
+        for k, v in row.items()
+    }
 
 
 class RunDir:
@@ -68,8 +75,7 @@ class RunDir:
         if busy and not resuming:  # --overwrite: an earlier run's checkpoints must not resume
             shutil.rmtree(path / "checkpoints", ignore_errors=True)
         self.path = path
-        cfg.runtime.out = str(path)
-        (path / "config.toml").write_text(to_toml(cfg))
+        (path / "config.toml").write_text(job_toml(cfg))
         self.write_metrics([])
 
     # -- metrics -----------------------------------------------------------------------------

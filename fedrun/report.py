@@ -35,7 +35,11 @@ def summarize(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     evals = [h for h in history if "fed_examples" in h]
     final = evals[-1] if evals else {}
     keys = ("central_acc", "central_loss", "fed_acc", "fed_loss")
-    key = next((k for k in keys if final.get(k) is not None), None)
+
+    def ok(v: Any) -> bool:
+        return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+    key = next((k for k in keys if ok(final.get(k))), None)
     out: dict[str, Any] = {
         "rounds": len(history),
         "seconds": seconds,
@@ -43,7 +47,7 @@ def summarize(history: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     }
     if key is not None:
         pick = max if key.endswith("acc") else min
-        best = pick((h for h in evals if h.get(key) is not None), key=lambda h: h[key])
+        best = pick((h for h in evals if ok(h.get(key))), key=lambda h: h[key])
         out.update(best_metric=key, best=best[key], best_round=best["round"])
     return out
 

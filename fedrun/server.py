@@ -19,7 +19,7 @@ import torch
 from fedrun import checkpoint
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round, result_digest
-from fedrun.errors import FedrunError, PeerLost
+from fedrun.errors import ConfigError, FedrunError, PeerLost
 from fedrun.exchange import RoundUpdates, make_exchange
 from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
@@ -51,6 +51,7 @@ class Server:
         self.spec = FlatSpec.of(self.model)
         self.strategy = build_strategy(cfg.strategy)
         self.central = self.task.central_data(comm.device)
+        self.task.check_model(self.model, self.central, "the server's central set", cfg)
         # A group restarted by torchrun resumes from its own last checkpoint, in its own run dir.
         out = Path(cfg.runtime.out or comm.first_attempt_value("out", str(default_out())))
         resume = cfg.runtime.resume
@@ -85,6 +86,12 @@ class Server:
         else:
             path = Path(resume)
         state = checkpoint.load(path, self.spec.digest(), self.result_digest)
+        if state["round"] > self.cfg.fed.rounds:
+            raise ConfigError(
+                "fed.rounds (--rounds)",
+                f"{path} holds round {state['round']}, past the last round {self.cfg.fed.rounds}",
+                f"pass --rounds {state['round']} or more",
+            )
         self.global_vec.copy_(state["global"])
         self.strategy.load_state_dict(state["strategy"])
         self.history = state["history"]
@@ -256,7 +263,9 @@ class Server:
         with self._naming_laggards(f"eval {r}"):
             fed = self._collect(self.eval_buf).tolist()
         if error is not None:
-            raise error
+            raise FedrunError(
+                f"round {r}: central evaluation failed ({type(error).__name__}: {error})"
+            ) from error
         if fed[EvalSlot.FAILURES]:
             raise FedrunError(f"round {r}: a client worker raised in evaluation; see its traceback")
         with_acc = self.task.kind == "classification" or self.task.eval_fn is not None

@@ -67,6 +67,27 @@ class Task:
         """Classes counted in the partition report (0: only example counts are reported)."""
         return self.info.num_outputs if self.kind == "classification" else 0
 
+    def check_model(self, model: nn.Module, data, where: str, cfg: Config) -> None:
+        """One forward pass and loss on a few samples of `data`: a model that does not fit the
+        data fails at set-up, in one line, instead of rounds later."""
+        if data is None or len(data) == 0:
+            return
+        xb, yb = next(iter(make_loader(data, 8, None)))
+        device = next(model.parameters(), torch.empty(0)).device
+        try:
+            with torch.no_grad():
+                out = model.eval()(xb.to(device))  # eval: no BatchNorm statistics move
+                self.loss_fn(out, yb.to(device))
+        except Exception as e:  # noqa: BLE001 - any failure here means a mismatch
+            field = "data.task (--task)" if cfg.data.task else "model.model (--model)"
+            shape = tuple(out.shape) if "out" in locals() else "none"
+            raise ConfigError(
+                field,
+                f"the model's output (shape {shape}) does not fit {where}'s inputs "
+                f"{tuple(xb.shape)} and labels {tuple(yb.shape)} ({type(e).__name__}: {e})",
+                "make the model's input and output match the data and the loss",
+            ) from None
+
     def model(self, cfg: Config, device: torch.device) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(cfg.fed.seed, "init"))
@@ -86,6 +107,7 @@ class Task:
         if self.train_fn is None:
             return local_train(model, optimizer, data, cfg.train, self.loss_fn, gen, device)
         loader = make_loader(data, cfg.train.batch_size, gen)
+        model.train()  # as a fresh model would be; evaluation left it in eval mode
         result = self.train_fn(model, loader, cfg.train.local_epochs, device)
         seen = len(data) * cfg.train.local_epochs
         if isinstance(result, numbers.Real) and math.isfinite(result):

@@ -8,15 +8,17 @@ failure in the FAILURES slot, prints the traceback, and waits for the server's A
 from __future__ import annotations
 
 import math
+import random
 import sys
 import traceback
 
+import numpy as np
 import torch
 
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round
 from fedrun.data import Split
-from fedrun.errors import Aborted, ConfigError, FedrunError
+from fedrun.errors import Aborted, FedrunError
 from fedrun.exchange import make_exchange
 from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
@@ -53,7 +55,9 @@ class Worker:
             self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
         )
         self.strategy = build_strategy(cfg.strategy)
-        self._check_model_fits_labels()
+        first = next((c for c, d in self.data.items() if len(d.train)), None)
+        if first is not None:
+            self.task.check_model(self.model, self.data[first].train, f"client {first}", cfg)
         bdev = comm.buffer_device
         self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=bdev)
         self.exchange = make_exchange(
@@ -62,27 +66,6 @@ class Worker:
         self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=bdev)
         self.global_vec = self.spec.empty(dev)  # compute-device copy of the broadcast vector
         self.scratch = self.spec.empty(dev)
-
-    def _check_model_fits_labels(self) -> None:
-        """At set-up, one forward pass and loss on a few samples of the first client with data:
-        a model whose output does not fit the labels fails here, on every worker, in one line."""
-        for c, d in self.data.items():
-            if isinstance(d.train, Split) and len(d.train):
-                x, y = d.train.x[:8], d.train.y[:8]
-                try:
-                    with torch.no_grad():
-                        out = self.model.eval()(x)  # eval: no BatchNorm statistics move
-                        self.task.loss_fn(out, y)
-                except Exception as e:  # noqa: BLE001 - any failure here means a mismatch
-                    shape = tuple(out.shape) if "out" in locals() else "none"
-                    field = "data.task (--task)" if self.cfg.data.task else "model.model (--model)"
-                    raise ConfigError(
-                        field,
-                        f"the model's output (shape {shape}) does not fit client {c}'s inputs "
-                        f"{tuple(x.shape)} and labels {tuple(y.shape)} ({type(e).__name__}: {e})",
-                        "make the model's input and output match the data and the loss",
-                    ) from None
-                return
 
     def report_partition(self) -> None:
         """Start-up, once: this worker's rows of the clients x (classes + 1) count matrix
@@ -149,6 +132,8 @@ class Worker:
             return
         seed = derive_seed(self.cfg.fed.seed, "client", r, c)
         torch.manual_seed(seed)  # dropout and other global-RNG draws of this client
+        random.seed(seed)  # and user code that draws from Python's or numpy's global RNGs
+        np.random.seed(seed % 2**32)
         gen = torch.Generator().manual_seed(seed)  # this client's shuffling
         self.spec.load(self.model, self.global_vec)
         loss_sum, seen = self.task.train(
@@ -172,7 +157,7 @@ class Worker:
 
     def _eval_round(self, r: int) -> None:
         cfg = self.cfg
-        k = resolve_clients_per_round(cfg.eval.eval_fraction, cfg.fed.num_clients)
+        k = resolve_clients_per_round(float(cfg.eval.eval_fraction), cfg.fed.num_clients)
         mine = self._mine(sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r, "eval"))
         sums = [0.0] * len(EvalSlot)
         try:

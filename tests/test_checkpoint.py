@@ -80,3 +80,16 @@ def test_result_digest_ignores_rounds_and_runtime_but_not_training():
         c = Config()
         setattr(getattr(c, section), key, value)
         assert result_digest(c) != result_digest(a), key
+
+
+def test_run_dir_leaves_the_config_alone_and_writes_clean_json(tmp_path):
+    import json
+
+    from fedrun.outputs import RunDir
+
+    cfg = Config()
+    run = RunDir(cfg, tmp_path / "run")
+    assert cfg.runtime.out == ""  # fedrun.run(cfg) twice must not collide
+    run.write_summary({"final": {"central_loss": float("nan")}, "rounds": 1})
+    text = (tmp_path / "run" / "summary.json").read_text()
+    assert "NaN" not in text and json.loads(text)["final"]["central_loss"] is None

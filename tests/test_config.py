@@ -137,6 +137,10 @@ def test_bad_flags(argv, pattern):
         (["--device", "tpu"], "runtime.device"),
         (["--timeout", "0"], "runtime.timeout"),
         (["--server-lr", "0"], "strategy.server_lr"),
+        (["--server-lr", "nan"], "strategy.server_lr"),
+        (["--timeout", "inf"], "runtime.timeout"),
+        (["--timeout", "0.5"], "runtime.timeout"),
+        (["--synthetic-alpha", "inf"], "data.synthetic_alpha"),
         (
             ["--dataset", "digits", "--partition", "dirichlet", "--dirichlet-alpha", "0"],
             "data.dirichlet_alpha",

@@ -105,7 +105,8 @@ def test_outputs_and_console(tmp_path):
     assert 0 <= rows[-1]["central_acc"] <= 1 and 0 <= rows[-1]["fed_acc"] <= 1
     # the resolved config reloads to the same job
     cfg = parse_args(["--config", str(out / "config.toml")])
-    assert cfg.fed.rounds == 4 and cfg.runtime.out == str(out)
+    assert cfg.fed.rounds == 4 and cfg.eval.eval_every == 2
+    assert cfg.runtime.out == "" and cfg.runtime.resume == ""  # a rerun starts a fresh run dir
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 4 and summary["best_metric"] == "central_acc"
     assert summary["final"]["central_acc"] == rows[-1]["central_acc"]

@@ -89,3 +89,13 @@ def test_mixed_dtypes_promote_and_wrong_length_is_refused():
     assert torch.equal(spec.flatten(model), flat)
     with pytest.raises(ValueError, match="elements"):
         spec.load(model, torch.zeros(spec.numel + 1, dtype=torch.float64))
+
+
+def test_half_precision_models_travel_in_float32():
+    """The vector also carries round numbers and example counts: bf16 would round 257 to 256."""
+    model = nn.Linear(3, 2).to(torch.bfloat16)
+    spec = FlatSpec.of(model)
+    assert spec.dtype == torch.float32
+    flat = spec.flatten(model)
+    spec.load(model, flat)
+    assert model.weight.dtype == torch.bfloat16 and torch.equal(spec.flatten(model), flat)

@@ -136,3 +136,21 @@ def test_the_readme_example_task_runs_as_documented(tmp_path):
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
     assert rows[-1]["central_acc"] > 0.9 and rows[0]["examples"] == 400  # separable by design
+
+
+def test_a_user_train_runs_in_train_mode_and_config_is_not_mutated(tmp_path):
+    seen = []
+
+    class Probe(tasks.Tensors):
+        def train(self, model, loader, epochs, device):
+            seen.append(model.training)
+
+    import fedrun.task as task_mod
+
+    cfg = parse_args(["--task", "tests.userpkg.tasks:tensors"])
+    task = task_mod._user_task(cfg)
+    task.train_fn = Probe().train
+    model = tasks.tensors.model().eval()  # as evaluation leaves it
+    data = task.client_data([0], torch.device("cpu"))[0].train
+    task.train(model, None, data, cfg, torch.Generator(), torch.device("cpu"))
+    assert seen == [True]

@@ -119,3 +119,10 @@ class Sleepy(Tensors):
 
         if len(loader.dataset) == SIZES[3]:
             time.sleep(3600)
+
+
+class BadCentral(Tensors):
+    """The server's held-out set has 7 features for a 3-feature model."""
+
+    def server_data(self):
+        return TensorDataset(torch.randn(20, 7), torch.zeros(20, dtype=torch.long))
