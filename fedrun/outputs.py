@@ -75,8 +75,12 @@ class RunDir:
         if busy and not resuming:  # --overwrite: an earlier run's checkpoints must not resume
             shutil.rmtree(path / "checkpoints", ignore_errors=True)
         self.path = path
-        (path / "config.toml").write_text(job_toml(cfg))
-        self.write_metrics([])
+
+    def start(self, cfg: Config, history: list[dict[str, Any]]) -> None:
+        """Write config.toml and the metrics so far. Called once a resume has loaded its
+        checkpoint, so a refused checkpoint leaves the directory as it was."""
+        (self.path / "config.toml").write_text(job_toml(cfg))
+        self.write_metrics(history)
 
     # -- metrics -----------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ class Server:
         self.result_digest = result_digest(cfg)
         if resume:
             self._resume(resume)
+        self.run_dir.start(cfg, self.history)
         self.tensorboard = TensorBoard(out / "tensorboard") if cfg.runtime.tensorboard else None
         self.bytes = 0  # payload bytes moved by this round's collectives, all workers together
         # where the workers wait: after the handshake they are in the partition reduce
@@ -97,7 +98,6 @@ class Server:
         self.history = state["history"]
         self.start_round = state["round"] + 1
         checkpoint.restore_rng(state)
-        self.run_dir.write_metrics(self.history)
 
     # -- collectives -------------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ def test_run_dir_leaves_the_config_alone_and_writes_clean_json(tmp_path):
 
     cfg = Config()
     run = RunDir(cfg, tmp_path / "run")
+    run.start(cfg, [])
     assert cfg.runtime.out == ""  # fedrun.run(cfg) twice must not collide
     run.write_summary({"final": {"central_loss": float("nan")}, "rounds": 1})
     text = (tmp_path / "run" / "summary.json").read_text()

@@ -78,10 +78,12 @@ def test_resume_with_another_config_is_refused(tmp_path):
     assert "was made with a different config" in res.stderr
     res = torchrun(3, *JOB, "--resume", "auto", "--hidden", "8", out=out, timeout=60)
     assert res.returncode != 0 and "holds a different model" in res.stderr
+    before = (out / "metrics.jsonl").read_text()
     res = torchrun(3, *JOB, "--resume", "auto", "--rounds", "2", out=out, timeout=60)
     assert res.returncode != 0 and "holds round 3, past the last round 2; pass --rounds 3" in (
         res.stderr
     )
+    assert (out / "metrics.jsonl").read_text() == before  # a refused resume overwrites nothing
 
 
 @pytest.mark.slow
