@@ -570,13 +570,13 @@ def result_digest(cfg: Config) -> int:
     """A 63-bit hash of everything that determines the model a round produces: fed (except the
     number of rounds, so a run may be extended), data, model, train and strategy. A checkpoint
     is only resumed under the same digest."""
-    import hashlib
-
     import tomli_w
+
+    from fedrun.seeding import digest63
 
     d = cfg.to_dict()
     d["fed"].pop("rounds")
     d["data"].pop("data_root")  # where the files live does not change them
     d["data"].pop("download")
     kept = {k: d[k] for k in ("fed", "data", "model", "train", "strategy")}
-    return int.from_bytes(hashlib.sha256(tomli_w.dumps(kept).encode()).digest()[:8], "little") >> 1
+    return digest63(tomli_w.dumps(kept))

@@ -17,6 +17,7 @@ POINTS = ("broadcast", "train", "reduce", "checkpoint")
 
 
 def maybe_crash(point: str, rank: int, round_: int) -> None:
+    assert point in POINTS, point
     spec = os.environ.get("FEDRUN_FAULT")
     if not spec or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
         return

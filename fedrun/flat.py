@@ -12,11 +12,12 @@ should use momentum.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from fedrun.seeding import digest63
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class FlatSpec:
         """A 63-bit hash of names, shapes and dtypes: ranks compare it before the first round."""
         text = ";".join(f"{e.name}:{e.shape}:{e.dtype}" for e in self.entries)
         text += "|" + ";".join(self.skipped)
-        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+        return digest63(text)
 
     def _tensors(self, model: nn.Module) -> list[torch.Tensor]:
         sd = model.state_dict(keep_vars=True)

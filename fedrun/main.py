@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import os
 import sys
@@ -23,6 +22,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from fedrun.comm import Comm, LaunchEnv
 from fedrun.config import Config, build_parser, parse_args, to_toml
 from fedrun.errors import Aborted, FedrunError, PeerLost
+from fedrun.seeding import digest63
 
 
 def _say(msg: str, show: bool = True) -> None:
@@ -36,6 +36,14 @@ def _say(msg: str, show: bool = True) -> None:
         extra = {"py_callstack": line, "timestamp": str(int(time.time()))}
         with contextlib.suppress(OSError), open(path, "w") as f:
             json.dump({"message": {"message": line, "extraInfo": extra}}, f)
+
+
+def _show_cause(cause: str) -> None:
+    """A set-up failure: a traceback as it is, a diagnosed error as one line."""
+    if cause.startswith("Traceback"):
+        print(cause, file=sys.stderr, end="", flush=True)
+    else:
+        _say(cause)
 
 
 def _same_everywhere(e: FedrunError, env: LaunchEnv) -> int:
@@ -58,7 +66,7 @@ def set_threads(cfg: Config, env: LaunchEnv) -> int:
 
 
 def config_digest(cfg: Config) -> int:
-    return int.from_bytes(hashlib.sha256(to_toml(cfg).encode()).digest()[:8], "little") >> 1
+    return digest63(to_toml(cfg))
 
 
 def handshake(comm: Comm, status: int, spec_digest: int, cfg_digest: int) -> list[int]:
@@ -128,10 +136,7 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
             # names the rank that printed.
             in_step = True
             if env.rank == failed[0]:
-                if cause.startswith("Traceback"):
-                    print(cause, file=sys.stderr, end="", flush=True)
-                else:
-                    _say(cause)
+                _show_cause(cause)
             else:
                 time.sleep(2)
             return status or 1, None
@@ -140,11 +145,7 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
         return 0, summary
     except PeerLost as e:
         if cause:  # the handshake never completed: this rank's own set-up failure first
-            print(
-                cause if cause.startswith("Traceback") else f"fedrun: error: {cause}",
-                file=sys.stderr,
-                flush=True,
-            )
+            _show_cause(cause)
         _say(str(e))
         time.sleep(1)  # let torchrun see the rank that really died first: its summary blames it
         return 1, None  # in_step stays False: no barrier with a rank that is gone

@@ -111,11 +111,18 @@ def from_factory(path: str, info: DatasetInfo) -> nn.Module:
     return model
 
 
-def build_model(cfg: Config, info: DatasetInfo, device: torch.device | str = "cpu") -> nn.Module:
-    """The named model, initialised from (seed, "init") without touching the global RNG.
-    Every rank builds the same one; the server's copy is broadcast anyway before round 1."""
-    name = cfg.model.model
+def seeded(cfg: Config, factory: Callable[[], nn.Module]) -> nn.Module:
+    """`factory()` under the (seed, "init") stream, without touching the global RNG: every rank
+    builds the same initial model (the server's copy is broadcast before round 1 anyway)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.fed.seed, "init"))
-        model = from_factory(name, info) if ":" in name else MODELS[name](info, cfg)
+        return factory()
+
+
+def build_model(cfg: Config, info: DatasetInfo, device: torch.device | str = "cpu") -> nn.Module:
+    """The named model (or `pkg.module:factory`), seeded as `seeded` says."""
+    name = cfg.model.model
+    model = seeded(
+        cfg, lambda: from_factory(name, info) if ":" in name else MODELS[name](info, cfg)
+    )
     return model.to(device)

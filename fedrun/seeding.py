@@ -6,6 +6,7 @@ worker hosts it, and no rank needs a message to agree on sampling.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 import numpy as np
@@ -22,3 +23,8 @@ def derive_seed(seed: int, purpose: str, *keys: int) -> int:
 def numpy_rng(seed: int, purpose: str, *keys: int) -> np.random.Generator:
     """A numpy Generator on the derived stream."""
     return np.random.default_rng(derive_seed(seed, purpose, *keys))
+
+
+def digest63(text: str) -> int:
+    """A stable 63-bit hash of `text` (fits an int64 tensor), for comparing layouts and configs."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1

@@ -47,7 +47,7 @@ class Server:
     def __init__(self, cfg: Config, comm: Comm) -> None:
         self.cfg, self.comm = cfg, comm
         self.task = load_task(cfg)
-        self.model = self.task.model(cfg, comm.device)
+        self.model = self.task.model(comm.device)
         self.spec = FlatSpec.of(self.model)
         self.strategy = build_strategy(cfg.strategy)
         self.central = self.task.central_data(comm.device)

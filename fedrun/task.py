@@ -34,8 +34,7 @@ from fedrun.config import Config
 from fedrun.data import DATASETS, ClientData, DatasetInfo, Split
 from fedrun.errors import ConfigError
 from fedrun.imports import import_object
-from fedrun.models import build_model
-from fedrun.seeding import derive_seed
+from fedrun.models import build_model, seeded
 from fedrun.train import LossFn, evaluate, local_train, loss_for, make_loader
 
 _TASK = "data.task (--task)"
@@ -88,11 +87,8 @@ class Task:
                 "make the model's input and output match the data and the loss",
             ) from None
 
-    def model(self, cfg: Config, device: torch.device) -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(cfg.fed.seed, "init"))
-            model = self._model()
-        return model.to(device)
+    def model(self, device: torch.device) -> nn.Module:
+        return self._model().to(device)
 
     def client_data(self, ids: list[int], device: torch.device) -> dict[int, ClientData]:
         raw = self._client_data(ids)
@@ -198,7 +194,7 @@ def _user_task(cfg: Config) -> Task:
         kind=kind,
         info=DatasetInfo((), 0, kind),
         loss_fn=loss_fn,
-        _model=obj.model,
+        _model=lambda: seeded(cfg, obj.model),
         _client_data=client_data,
         _central=server_data if callable(server_data) else (lambda: None),
         train_fn=train_fn if callable(train_fn) else None,

@@ -48,7 +48,7 @@ class Worker:
         self.data = self.task.client_data(self.clients, dev)
         # One model and one optimizer, reused for every client: the global vector is loaded
         # into it and the optimizer's state is cleared per client.
-        self.model = self.task.model(cfg, dev)
+        self.model = self.task.model(dev)
         self.spec = FlatSpec.of(self.model)
         t = cfg.train
         self.optimizer = torch.optim.SGD(
@@ -108,14 +108,14 @@ class Worker:
                 self._train_client(r, c, stats)
                 if i == 0:
                     maybe_crash("train", self.comm.rank, r)
-        except FedrunError as e:  # a diagnosed failure: one line
-            print(f"fedrun: error: worker rank {self.comm.rank}: {e}", file=sys.stderr, flush=True)
-            stats = [0.0] * len(TrainSlot)
-            stats[TrainSlot.FAILURES] = 1.0
-            self.exchange.reset()
-        except Exception:  # report, keep the protocol in step, let the server abort everyone
-            print(f"fedrun: worker rank {self.comm.rank} failed in round {r}:", file=sys.stderr)
-            traceback.print_exc()
+        except Exception as e:  # report, keep the protocol in step, let the server abort everyone
+            if isinstance(e, FedrunError):  # a diagnosed failure: one line
+                print(
+                    f"fedrun: error: worker rank {self.comm.rank}: {e}", file=sys.stderr, flush=True
+                )
+            else:
+                print(f"fedrun: worker rank {self.comm.rank} failed in round {r}:", file=sys.stderr)
+                traceback.print_exc()
             stats = [0.0] * len(TrainSlot)
             stats[TrainSlot.FAILURES] = 1.0
             self.exchange.reset()
