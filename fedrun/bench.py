@@ -206,51 +206,63 @@ def internal_ceiling(j: Job, rank: int) -> dict:
 # --- D and E ----------------------------------------------------------------------------------
 
 
-def _collective_worker(rank: int, world: int, port: int, numel: int, reps: int, q) -> None:
+def _collective_worker(rank: int, port: int, numel: int, reps: int, mode: str, q) -> None:
+    """One rank of D: fedrun's own Comm moving a round's vectors (broadcast [header | w], then
+    reduce-SUM [U | stats]), through gloo or through shared memory."""
     import torch
-    import torch.distributed as dist
+
+    from fedrun.comm import Comm, LaunchEnv
+    from fedrun.config import RuntimeConfig
+    from fedrun.protocol import HEADER, TrainSlot
 
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    buf = torch.ones(numel)
-    red = torch.ones(numel)
-    dist.barrier()
+    env = LaunchEnv(rank, NPROC, rank, NPROC, "127.0.0.1", port, 0)
+    comm = Comm(env, RuntimeConfig(shared_memory=mode, timeout=600))
+    bcast = torch.ones(HEADER + numel)
+    red = torch.ones(numel + len(TrainSlot))
+    bcast, red = comm.share_vectors(bcast, red, numel)
     times = []
     for _ in range(reps):
+        red.fill_(float(rank > 0))  # the server adds zeros; a worker's buffer is gloo's scratch
+        comm.all_gather_ints([0])  # start together
         t0 = time.perf_counter()
-        dist.broadcast(buf, src=0)
-        dist.reduce(red, dst=0)
+        comm.broadcast(bcast)
+        comm.reduce_sum(red)
         times.append(time.perf_counter() - t0)
     if rank == 0:
+        if red[0].item() != NPROC - 1:  # the workers' ones, summed
+            raise RuntimeError(f"D: reduce gave {red[0].item()}, not {NPROC - 1}")
         q.put(min(times))
-    dist.barrier()
-    dist.destroy_process_group()
+    comm.close()
 
 
 def aggregation(numel: int, reps: int = 3) -> dict:
-    """Broadcast + reduce of `numel` float32 over 3 gloo ranks, against torch's memory copy of
-    the bytes those collectives deliver (2 x numel x 4 bytes per worker)."""
+    """A round's broadcast + reduce of `numel` float32 over 3 ranks through fedrun's Comm, by
+    gloo and by shared memory, against torch's memory copy of the bytes those collectives
+    deliver (2 x numel x 4 bytes per worker)."""
     import socket
 
     import torch
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [
-        ctx.Process(target=_collective_worker, args=(r, NPROC, port, numel, reps, q))
-        for r in range(NPROC)
-    ]
-    for p in procs:
-        p.start()
-    coll = q.get(timeout=600)
-    for p in procs:
-        p.join(timeout=60)
+    seconds = {}
+    for mode in ("off", "on"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        q = ctx.Queue()
+        procs = [
+            ctx.Process(target=_collective_worker, args=(r, port, numel, reps, mode, q))
+            for r in range(NPROC)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=600)
+        if any(p.exitcode for p in procs) or q.empty():
+            raise RuntimeError(f"D ({numel} floats, shared memory {mode}): a rank failed")
+        seconds[mode] = q.get()
     src, dst = torch.ones(numel), torch.empty(numel)
     copies = []
     for _ in range(reps):
@@ -259,10 +271,16 @@ def aggregation(numel: int, reps: int = 3) -> dict:
         copies.append(time.perf_counter() - t0)
     moved = 2 * numel * 4 * (NPROC - 1)  # bytes the server sends and receives
     copy_bw = numel * 4 / min(copies)
-    coll_bw = moved / coll
-    return {"numel": numel, "collectives_s": coll, "memcpy_s": min(copies),
-            "collective_GBps": coll_bw / 1e9, "memcpy_GBps": copy_bw / 1e9,
-            "ratio": coll_bw / copy_bw}  # fmt: skip
+    return {
+        "numel": numel,
+        "memcpy_s": min(copies),
+        "memcpy_GBps": copy_bw / 1e9,
+        **{
+            f"{name}_{k}": v
+            for name, t in (("gloo", seconds["off"]), ("shm", seconds["on"]))
+            for k, v in (("s", t), ("GBps", moved / t / 1e9), ("ratio", moved / t / copy_bw))
+        },
+    }
 
 
 def peak_rss(clients: int, small: bool) -> dict:
@@ -334,9 +352,10 @@ def main(argv: list[str] | None = None) -> int:
             results["D"] = {str(n): aggregation(n) for n in sizes}
             for n, d in results["D"].items():
                 lines.append(
-                    f"D: {int(n) / 1e6:.0f}M floats: broadcast+reduce {d['collectives_s']:.3f} s "
-                    f"({d['collective_GBps']:.2f} GB/s) vs memcpy {d['memcpy_GBps']:.2f} GB/s "
-                    f"= {d['ratio'] * 100:.1f}%"
+                    f"D: {int(n) / 1e6:.0f}M floats, broadcast+reduce vs memcpy "
+                    f"{d['memcpy_GBps']:.2f} GB/s: shared memory {d['shm_s']:.3f} s "
+                    f"({d['shm_GBps']:.2f} GB/s, {d['shm_ratio'] * 100:.0f}%) | gloo "
+                    f"{d['gloo_s']:.3f} s ({d['gloo_GBps']:.2f} GB/s, {d['gloo_ratio'] * 100:.0f}%)"
                 )
         elif name == "E":
             counts = (20, 200) if args.small else (100, 10_000)

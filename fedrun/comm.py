@@ -1,20 +1,25 @@
 """The only module that talks to torch.distributed: launch environment, process group, and the
-four collectives of the round protocol (broadcast, reduce-sum, all-gather of ints, teardown)."""
+four collectives of the round protocol (broadcast, reduce-sum, all-gather of ints, teardown), and
+the shared-memory path for the model vector on one host (`Comm.share_vectors`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from fedrun import shm
 from fedrun.config import RuntimeConfig
-from fedrun.errors import ConfigError, PeerLost
+from fedrun.errors import Aborted, ConfigError, PeerLost
 
 RUN_HINT = "launch with: torchrun --nproc_per_node=3 -m fedrun.main [flags]"
+SHM_MIN_NUMEL = 1 << 20  # below ~4 MB gloo's loopback costs about what the doorbells do
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,10 @@ class Comm:
         dist.init_process_group(
             self.backend, store=prefixed, rank=env.rank, world_size=env.world_size, timeout=timeout
         )
+        self.cfg = cfg
+        self.shared: SharedVectors | None = None
+        if env.rank == 0:  # names this attempt's shared-memory files, should they be used
+            prefixed.set("shm-token", uuid.uuid4().hex[:16])
 
     def first_attempt_value(self, key: str, value: str) -> str:
         """`value` on the first attempt of a job, remembered in the launcher's store, so that a
@@ -151,14 +160,71 @@ class Comm:
             ) from None
 
     def broadcast(self, t: torch.Tensor) -> None:
-        """In place: rank 0's tensor everywhere."""
+        """In place: rank 0's tensor everywhere. The shared broadcast vector is the same memory
+        on every rank already: a one-element broadcast only tells the workers it is written."""
         with self._guard("broadcast"):
-            dist.broadcast(t, src=0)
+            if self.shared is not None and t is self.shared.bcast:
+                dist.broadcast(self.shared.doorbell, src=0)
+            else:
+                dist.broadcast(t, src=0)
 
     def reduce_sum(self, t: torch.Tensor) -> None:
-        """In place: the elementwise sum over all ranks lands on rank 0 (others: unspecified)."""
+        """In place: the elementwise sum over all ranks lands on rank 0 (others: unspecified).
+        For the shared reduce vector only its scalar tail travels through gloo; once that reduce
+        is complete every worker has written its slot, and rank 0 adds the slots in rank order."""
         with self._guard("reduce"):
-            dist.reduce(t, dst=0, op=dist.ReduceOp.SUM)
+            sh = self.shared
+            if sh is not None and t is sh.reduce_buf:
+                dist.reduce(t[sh.numel :], dst=0, op=dist.ReduceOp.SUM)
+                if self.rank == 0:
+                    sh.sum_slots(t[: sh.numel])
+            else:
+                dist.reduce(t, dst=0, op=dist.ReduceOp.SUM)
+
+    def share_vectors(
+        self, bcast: torch.Tensor, reduce_buf: torch.Tensor, numel: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Collective, once after the handshake: the (broadcast, reduce) buffers to use from now
+        on. Shared-memory ones when --shared-memory allows (one host, gloo on CPU) and every
+        rank could map its file: the broadcast buffer (rank 0's contents copied) is one file
+        mapped by all; each worker's reduce buffer is its own slot file, which rank 0 maps too
+        and sums; rank 0 keeps a private one. `numel` leading elements of the reduce buffer are
+        the vector, the rest a scalar tail that still goes through gloo. Else the arguments."""
+        mode, why_not = self.cfg.shared_memory, ""
+        if self.backend != "gloo" or bcast.device.type != "cpu":
+            why_not = f"the buffers are on {bcast.device.type} with {self.backend}"
+        elif self.env.local_world_size != self.world_size:
+            why_not = "the ranks are on more than one host"
+        if mode == "off" or (mode == "auto" and (why_not or numel < SHM_MIN_NUMEL)):
+            return bcast, reduce_buf
+        field = "runtime.shared_memory (--shared-memory)"
+        if why_not:
+            raise ConfigError(
+                field, f"on needs one host and gloo on CPU, but {why_not}", "use auto"
+            )
+        token = self.attempt_store.get("shm-token").decode()
+        sh = SharedVectors(Path(self.cfg.shm_dir), token, self, bcast, reduce_buf)
+        problem = sh.make(numel)
+        ok = self.all_gather_ints([0 if problem else 1])
+        failed = [r for r, row in enumerate(ok) if not row[0]]
+        if failed:
+            sh.release()
+            what = f"rank(s) {failed} could not make their file in {self.cfg.shm_dir}"
+            if problem and self.rank == 0:
+                what += f" ({problem})"
+            if mode == "on":
+                if self.rank:  # one line from rank 0 is enough
+                    raise Aborted("shared memory unavailable (rank 0 shows the cause)")
+                raise ConfigError(field, what, "free space in --shm-dir or use auto")
+            if self.rank == 0:
+                print(f"fedrun: shared memory unavailable, {what}; using gloo", flush=True)
+            return bcast, reduce_buf
+        sh.connect()
+        with self._guard("shared-memory barrier"):
+            dist.barrier()  # every rank has mapped every file it needs: the names can go
+        sh.release()
+        self.shared = sh
+        return sh.bcast, sh.reduce_buf
 
     def all_gather_ints(self, values: list[int]) -> list[list[int]]:
         """Every rank's list of int64s, on every rank (used once, at start-up)."""
@@ -174,6 +240,72 @@ class Comm:
         gloo group while a peer still sends its last bytes aborted ~1 in 4 runs at exit
         ("terminate called without an active exception"). Otherwise leave it to process exit,
         since a barrier could wait on a rank that is gone."""
+        if self.shared is not None:
+            self.shared.release()
         if dist.is_initialized() and in_step:
             dist.barrier()
             dist.destroy_process_group()
+
+
+class SharedVectors:
+    """The shared-memory files of one attempt: `<dir>/fedrun-<token>-bcast` (made by rank 0)
+    and `...-slot<r>` (made by worker r). Each rank makes its own file at construction (a
+    problem is returned, not raised, so every rank learns of it in the all-gather that follows)
+    and maps the others' in `connect()`."""
+
+    def __init__(
+        self, directory: Path, token: str, comm: Comm, bcast: torch.Tensor, reduce_buf: torch.Tensor
+    ) -> None:
+        self.rank, self.world_size = comm.rank, comm.world_size
+        self.bcast, self.reduce_buf = bcast, reduce_buf  # rank 0 keeps its own reduce buffer
+        self.dtype = bcast.dtype
+        self.reduce_numel = reduce_buf.numel()
+        self.numel = 0  # the vector part of the reduce buffer (set by make)
+        self.paths = {r: directory / f"fedrun-{token}-slot{r}" for r in range(1, self.world_size)}
+        self.paths[0] = directory / f"fedrun-{token}-bcast"
+        self.made: list[Path] = []
+        self.doorbell = torch.zeros(1)
+        self.slots: list[torch.Tensor] = []
+
+    def make(self, numel: int) -> str:
+        """Make and map this rank's own file; a problem is returned, not raised, so that every
+        rank learns of it in the all-gather that follows."""
+        self.numel = numel
+        try:
+            if self.rank == 0:
+                contents = self.bcast
+                self.bcast = self._make(0, contents.numel())
+                self.bcast.copy_(contents)
+            else:
+                self.reduce_buf = self._make(self.rank, self.reduce_numel)
+        except OSError as e:
+            return e.strerror or str(e)
+        return ""
+
+    def _make(self, r: int, numel: int) -> torch.Tensor:
+        t = shm.create(self.paths[r], numel, self.dtype)
+        self.made.append(self.paths[r])
+        return t
+
+    def connect(self) -> None:
+        if self.rank == 0:
+            self.slots = [
+                shm.attach(self.paths[r], self.reduce_numel, self.dtype)[: self.numel]
+                for r in range(1, self.world_size)
+            ]
+        else:
+            self.bcast = shm.attach(self.paths[0], self.bcast.numel(), self.dtype)
+
+    def release(self) -> None:
+        """Unlink every name this rank made (rank 0: all of them, once all are mapped)."""
+        for p in self.paths.values() if self.rank == 0 and self.slots else self.made:
+            shm.unlink(p)
+        self.made = []
+
+    def sum_slots(self, out: torch.Tensor) -> None:
+        if len(self.slots) == 1:
+            out.copy_(self.slots[0])
+            return
+        torch.add(self.slots[0], self.slots[1], out=out)
+        for s in self.slots[2:]:
+            out.add_(s)

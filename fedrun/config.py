@@ -169,6 +169,12 @@ class RuntimeConfig:
     timeout: float = 1800.0
     """Collective timeout in seconds. The server waits inside the reduce while clients train, so
     this must exceed the slowest worker's share of a round."""
+    shared_memory: str = "auto"
+    """Move the model vector through shared memory instead of gloo's TCP loopback when every rank
+    is on one host and on CPU: `auto` (vectors of 1M+ elements; gloo if the memory cannot be had),
+    `on` (any size; set-up fails if it cannot), `off`. Control messages still go through gloo."""
+    shm_dir: str = "/dev/shm"
+    """The tmpfs directory for --shared-memory files; each is unlinked once every rank mapped it."""
     threads: int = 0
     """Torch threads per process; 0 = cores / processes on this node (never oversubscribe)."""
     out: str = ""
@@ -549,6 +555,7 @@ def _validate(cfg: Config) -> None:
     _choice(s.on_bad_update, "on_bad_update", ("fail", "skip"))
     _choice(r.backend, "backend", ("auto", "gloo", "nccl"))
     _choice(r.device, "device", ("auto", "cpu", "cuda"))
+    _choice(r.shared_memory, "shared_memory", ("auto", "on", "off"))
     _check(r.timeout >= 1, "timeout", f"must be >= 1 second, got {r.timeout}", "e.g. 1800")
     _check(r.threads >= 0, "threads", f"must be >= 0, got {r.threads}", "0 = automatic")
     _check(r.checkpoint_every >= 0, "checkpoint_every", "must be >= 0", "0 = never")

@@ -29,9 +29,29 @@ class RoundUpdates:
 
 class SumExchange:
     def __init__(self, comm: Comm, numel: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.comm, self.numel = comm, numel
-        self.buf = torch.zeros(numel + len(TrainSlot), dtype=dtype, device=comm.buffer_device)
-        self.update = torch.zeros(numel, dtype=dtype, device=device) if comm.rank else None
+        self.comm, self.numel, self.device = comm, numel, device
+        self.use_buffer(torch.zeros(numel + len(TrainSlot), dtype=dtype, device=comm.buffer_device))
+
+    def share(self, bcast: torch.Tensor) -> torch.Tensor:
+        """After the handshake: move to shared memory where `Comm.share_vectors` does; returns
+        the broadcast buffer to use from now on."""
+        bcast, buf = self.comm.share_vectors(bcast, self.buf, self.numel)
+        self.use_buffer(buf)
+        return bcast
+
+    def use_buffer(self, buf: torch.Tensor) -> None:
+        """Reduce through `buf` (e.g. a shared-memory slot from `Comm.share_vectors`). A worker
+        accumulates U in place there when it is on the compute device: the buffer is only
+        scratch for the collective, and U is zeroed at the start of every round anyway."""
+        self.buf = buf
+        self.update: torch.Tensor | None = None
+        if self.comm.rank:
+            same = buf.device == self.device
+            self.update = (
+                buf[: self.numel]
+                if same
+                else torch.zeros_like(buf[: self.numel], device=self.device)
+            )
 
     # -- worker side -------------------------------------------------------------------------
 
@@ -42,7 +62,8 @@ class SumExchange:
         self.update.add_(delta, alpha=weight)  # type: ignore[union-attr]
 
     def send(self, stats: list[float]) -> None:
-        self.buf[: self.numel].copy_(self.update)  # type: ignore[arg-type]
+        if self.update.data_ptr() != self.buf.data_ptr():  # type: ignore[union-attr]
+            self.buf[: self.numel].copy_(self.update)  # type: ignore[arg-type]
         self.buf[self.numel :] = torch.tensor(stats, dtype=self.buf.dtype)
         self.comm.reduce_sum(self.buf)
 

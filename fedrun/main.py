@@ -140,6 +140,7 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
             else:
                 time.sleep(2)
             return status or 1, None
+        role.share_memory()  # type: ignore[union-attr]
         summary = role.run()  # type: ignore[union-attr]
         in_step = True
         return 0, summary

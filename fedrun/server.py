@@ -77,6 +77,11 @@ class Server:
         # where the workers wait: after the handshake they are in the partition reduce
         self._workers_at_broadcast = False
 
+    def share_memory(self) -> None:
+        """After the handshake, on every rank: the vectors may move to shared memory."""
+        self.bcast = self.exchange.share(self.bcast)
+        self.global_vec = self.bcast[HEADER:]
+
     def _resume(self, resume: str) -> None:
         out = self.run_dir.path
         if resume == "auto":
@@ -294,7 +299,8 @@ class Server:
         resumed = f" | resumed after round {self.start_round - 1}" if self.start_round > 1 else ""
         return (
             f"fedrun | {c.world_size} ranks: server + {c.world_size - 1} worker(s), "
-            f"{c.backend} on {c.device.type} | {self._data_name()}, "
+            f"{c.backend} on {c.device.type}{' (vectors in shared memory)' if c.shared else ''} | "
+            f"{self._data_name()}, "
             f"{cfg.fed.num_clients} clients ({int(self.partition[:, -1].sum())} train examples), "
             f"{k} per round | {self._model_name()} "
             f"({self.spec.numel} params) | {cfg.strategy.strategy} | {cfg.fed.rounds} rounds "

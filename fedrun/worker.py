@@ -64,8 +64,20 @@ class Worker:
             self.strategy.reduction, comm, self.spec.numel, self.spec.dtype, dev
         )
         self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=bdev)
-        self.global_vec = self.spec.empty(dev)  # compute-device copy of the broadcast vector
+        self._view_global()
         self.scratch = self.spec.empty(dev)
+
+    def share_memory(self) -> None:
+        """After the handshake, on every rank: the vectors may move to shared memory."""
+        self.bcast = self.exchange.share(self.bcast)
+        self._view_global()
+
+    def _view_global(self) -> None:
+        """The global vector is read straight from the broadcast buffer where that is on the
+        compute device (nothing writes it before the next broadcast, after this round's reduce);
+        else from a copy on the device."""
+        same = self.bcast.device == self.comm.device
+        self.global_vec = self.bcast[HEADER:] if same else self.spec.empty(self.comm.device)
 
     def report_partition(self) -> None:
         """Start-up, once: this worker's rows of the clients x (classes + 1) count matrix
@@ -86,7 +98,8 @@ class Worker:
             command, round_ = Command(int(self.bcast[0])), int(self.bcast[1])
             if command is Command.ABORT:
                 raise Aborted("stopped by the server (its output shows the cause)")
-            self.global_vec.copy_(self.bcast[HEADER:])
+            if self.global_vec.data_ptr() != self.bcast[HEADER:].data_ptr():
+                self.global_vec.copy_(self.bcast[HEADER:])
             if command is Command.STOP:
                 return
             if command is Command.TRAIN:

@@ -110,6 +110,22 @@ def test_killed_rank_restarts_and_finishes_bitwise(tmp_path, reference, fault):
 
 
 @pytest.mark.slow
+def test_killed_worker_restarts_bitwise_over_shared_memory(tmp_path, reference):
+    """The restarted attempt makes fresh shared-memory files; two workers sum exactly in any
+    order, so the gloo reference's bits are expected."""
+    where = tmp_path / "shm"
+    where.mkdir()
+    res = torchrun(
+        3, *JOB, "--shared-memory", "on", "--shm-dir", str(where), out=tmp_path / "run",
+        env={"FEDRUN_FAULT": "train:2:5"}, extra=["--max-restarts=1"],
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "resumed after round 3" in res.stdout and "vectors in shared memory" in res.stdout
+    assert _same(res.model(), reference[0])
+    assert list(where.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_killed_worker_without_restarts_stops_everyone(tmp_path):
     res = torchrun(3, *JOB, out=tmp_path / "run", env={"FEDRUN_FAULT": "train:1:2"}, timeout=60)
     assert res.returncode != 0
