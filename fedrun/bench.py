@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,23 +75,31 @@ def _env(threads: int = 1) -> dict[str, str]:
 # --- the three contenders ---------------------------------------------------------------------
 
 
-def _fedrun_cmd(j: Job, out: Path) -> list[str]:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    return [*launcher, f"--nproc_per_node={NPROC}", "-m", "fedrun.main", *j.fedrun_args(),
-            "--out", str(out)]  # fmt: skip
+LAUNCHERS = ("torchrun", "python -m fedrun")
 
 
-def run_fedrun(j: Job, out: Path) -> dict:
-    cmd = _fedrun_cmd(j, out)
+def _fedrun_cmd(j: Job, out: Path, launcher: str = "torchrun") -> list[str]:
+    """`torchrun --standalone --nproc_per_node=3 -m fedrun.main`, or the forked-ranks launcher
+    `python -m fedrun --nproc-per-node 3` (one node, torch imported once)."""
+    if launcher == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={NPROC}", "-m", "fedrun.main"]  # fmt: skip
+    else:
+        cmd = [sys.executable, "-m", "fedrun", f"--nproc-per-node={NPROC}"]
+    return [*cmd, *j.fedrun_args(), "--out", str(out)]
+
+
+def run_fedrun(j: Job, out: Path, launcher: str = "torchrun") -> dict:
+    cmd = _fedrun_cmd(j, out, launcher)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if p.returncode:
         raise RuntimeError(f"fedrun failed:\n{p.stderr[-3000:]}")
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    # steady state: after the first round (warm-up), without evaluation rounds (the ceiling
-    # does not evaluate)
-    steady = [r["seconds"] for r in rows[1:] if "fed_examples" not in r] or [rows[-1]["seconds"]]
+    # steady state: the rounds after the first (warm-up), their training phase only (broadcast
+    # -> aggregated; the ceiling does not evaluate)
+    steady = [r["train_seconds"] for r in rows[1:]] or [rows[-1]["train_seconds"]]
     startup = json.loads((out / "summary.json").read_text())["startup_s"]
     return {
         "end_to_end_s": wall,
@@ -127,6 +136,36 @@ def run_ceiling(j: Job) -> dict:
     rounds = [max(r["rounds"][i] for r in results) for i in range(j.rounds)]
     steady = rounds[1:] or rounds
     return {"round_s": sum(steady) / len(steady)}
+
+
+def workload(j: Job, repeat: int) -> dict:
+    """A, B or C: each contender `repeat` times, interleaved so that a slow spell of the machine
+    hits them alike; medians. The round time is fedrun's training phase after the first round
+    (both launchers run the same ranks, so both count)."""
+    runs: dict[str, list[dict]] = {k: [] for k in (*LAUNCHERS, "bare", "ceiling")}
+    for _ in range(repeat):
+        for launcher in LAUNCHERS:
+            with tempfile.TemporaryDirectory() as tmp:
+                runs[launcher].append(run_fedrun(j, Path(tmp) / "run", launcher))
+        runs["bare"].append(run_bare(j))
+        runs["ceiling"].append(run_ceiling(j))
+    fed_rounds = [r["round_s"] for k in LAUNCHERS for r in runs[k]]
+    fed = {
+        "round_s": statistics.median(fed_rounds),
+        "startup_s": statistics.median(r["startup_s"] for r in runs["torchrun"]),
+    }
+    ceil = {"round_s": statistics.median(r["round_s"] for r in runs["ceiling"])}
+    per_worker = j.per_round / (NPROC - 1)
+    return {
+        "fedrun": fed,
+        "ceiling": ceil,
+        "end_to_end_s": {
+            k: statistics.median(r["end_to_end_s"] for r in runs[k]) for k in (*LAUNCHERS, "bare")
+        },
+        "throughput_vs_ceiling": ceil["round_s"] / fed["round_s"],
+        "overhead_ms_per_client": (fed["round_s"] - ceil["round_s"]) / per_worker * 1e3,
+        "runs": runs,
+    }
 
 
 # --- what runs inside the helper processes ----------------------------------------------------
@@ -311,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", default="A,B,C,D,E")
     ap.add_argument("--small", action="store_true", help="tiny sizes (for tests)")
     ap.add_argument("--json", default="bench.json", help="where to write the results")
+    ap.add_argument(
+        "--repeat", type=int, default=3,
+        help="runs of each contender for A-C, interleaved; the table shows medians (default 3)",
+    )  # fmt: skip
     ap.add_argument("--internal", help=argparse.SUPPRESS)
     ap.add_argument("--job", help=argparse.SUPPRESS)
     ap.add_argument("--rank", type=int, help=argparse.SUPPRESS)
@@ -326,26 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     printed = 0
     for name in args.workloads.split(","):
         if name in WORKLOADS:
-            j = job(name, args.small)
-            with tempfile.TemporaryDirectory() as tmp:
-                fed = run_fedrun(j, Path(tmp) / "run")
-            bare, ceil = run_bare(j), run_ceiling(j)
-            per_worker = j.per_round / (NPROC - 1)
-            res = {
-                "fedrun": fed,
-                "bare": bare,
-                "ceiling": ceil,
-                "throughput_vs_ceiling": ceil["round_s"] / fed["round_s"],
-                "overhead_ms_per_client": (fed["round_s"] - ceil["round_s"]) / per_worker * 1e3,
-            }
+            res = workload(job(name, args.small), args.repeat)
             results[name] = res
+            fed, e2e = res["fedrun"], res["end_to_end_s"]
             lines.append(
-                f"{name}: fedrun {fed['end_to_end_s']:.2f} s end to end "
-                f"({fed['startup_s']:.2f} s start-up), "
-                f"{fed['round_s']:.3f} s/round | "
-                f"bare loop {bare['end_to_end_s']:.2f} s | ceiling {ceil['round_s']:.3f} s/round | "
-                f"throughput {res['throughput_vs_ceiling'] * 100:.1f}% of ceiling | "
-                f"overhead {res['overhead_ms_per_client']:.3f} ms/client/round"
+                f"{name}: end to end: torchrun {e2e['torchrun']:.2f} s, python -m fedrun "
+                f"{e2e['python -m fedrun']:.2f} s, bare loop {e2e['bare']:.2f} s | round "
+                f"{fed['round_s']:.3f} s vs ceiling {res['ceiling']['round_s']:.3f} s = "
+                f"throughput {res['throughput_vs_ceiling'] * 100:.1f}% of ceiling | overhead "
+                f"{res['overhead_ms_per_client']:.3f} ms/client/round (medians of {args.repeat})"
             )
         elif name == "D":
             sizes = (1_000_000,) if args.small else (10_000_000, 100_000_000)

@@ -23,7 +23,8 @@ from fedrun.config import Config, job_toml
 _OUT = "runtime.out (--out)"
 CSV_COLUMNS = (
     "round", "train_loss", "fed_loss", "fed_acc", "central_loss", "central_acc",
-    "clients", "skipped", "examples", "fed_examples", "bytes", "seconds", "elapsed",
+    "clients", "skipped", "examples", "fed_examples", "bytes", "train_seconds", "seconds",
+    "elapsed",
 )  # fmt: skip
 
 

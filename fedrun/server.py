@@ -178,6 +178,7 @@ class Server:
             self._workers_at_broadcast = True
             self._moved(self.exchange.buf)
             row.update(self._aggregate(r, updates))
+            row["train_seconds"] = time.perf_counter() - t0  # broadcast -> aggregated
             if is_eval_round(r, cfg.fed.rounds, cfg.eval.eval_every):
                 row.update(self._evaluate(r))
             row["bytes"] = self.bytes

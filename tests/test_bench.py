@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_bench_runs_every_workload_small(tmp_path):
     out = tmp_path / "bench.json"
     p = subprocess.run(
-        [sys.executable, "-m", "fedrun.bench", "--small", "--json", str(out)],
+        [sys.executable, "-m", "fedrun.bench", "--small", "--repeat", "1", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr + p.stdout
@@ -22,9 +22,12 @@ def test_bench_runs_every_workload_small(tmp_path):
     assert set(res) == {"A", "B", "C", "D", "E"}
     for name in "ABC":
         r = res[name]
-        assert r["fedrun"]["rounds"] == 3 and r["fedrun"]["round_s"] > 0
-        assert r["bare"]["end_to_end_s"] > 0 and r["ceiling"]["round_s"] > 0
-    assert res["D"]["1000000"]["memcpy_GBps"] > 0
+        assert [run["rounds"] for run in r["runs"]["torchrun"]] == [3]
+        assert [run["rounds"] for run in r["runs"]["python -m fedrun"]] == [3]
+        assert r["fedrun"]["round_s"] > 0 and r["ceiling"]["round_s"] > 0
+        assert set(r["end_to_end_s"]) == {"torchrun", "python -m fedrun", "bare"}
+    d = res["D"]["1000000"]
+    assert d["memcpy_GBps"] > 0 and d["shm_GBps"] > 0 and d["gloo_GBps"] > 0
     assert [run["clients"] for run in res["E"]["runs"]] == [20, 200]
     assert "throughput" in p.stdout and f"wrote {out}" in p.stdout
 

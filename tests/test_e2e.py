@@ -102,6 +102,7 @@ def test_outputs_and_console(tmp_path):
     rows = _metrics(out)
     assert [("central_acc" in r) for r in rows] == [False, True, False, True]
     assert {"train_loss", "clients", "examples", "seconds"} <= rows[0].keys()
+    assert all(0 < r["train_seconds"] <= r["seconds"] for r in rows)
     assert 0 <= rows[-1]["central_acc"] <= 1 and 0 <= rows[-1]["fed_acc"] <= 1
     # the resolved config reloads to the same job
     cfg = parse_args(["--config", str(out / "config.toml")])

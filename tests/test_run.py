@@ -125,6 +125,44 @@ def test_killed_worker_restarts_bitwise_over_shared_memory(tmp_path, reference):
     assert list(where.iterdir()) == []
 
 
+def _fedrun_module(*args: str, timeout: float = 120, env: dict | None = None):
+    """`python -m fedrun` (forked ranks, no torchrun), under a timeout."""
+    full = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "fedrun", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env=full)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_python_m_fedrun_restarts_and_equals_torchrun(tmp_path, reference):
+    """The forked-ranks launcher runs the same job to the same bits, restarts included."""
+    p = _fedrun_module(*JOB, "--max-restarts", "1", "--out", str(tmp_path / "run"),
+                       env={"FEDRUN_FAULT": "train:2:5"})  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "resumed after round 3" in p.stdout
+    assert _same(torch.load(tmp_path / "run" / "final_model.pt"), reference[0])
+
+
+@pytest.mark.slow
+def test_python_m_fedrun_failures_are_one_line(tmp_path):
+    p = _fedrun_module("--rounds", "0", timeout=30)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "fedrun: error: fed.rounds (--rounds): must be >= 1, got 0; pass a positive integer"
+    ]
+    p = _fedrun_module("--nproc-per-node", "1", timeout=30)
+    assert p.returncode == 2 and "--nproc-per-node: 1 is too few" in p.stderr
+    nan = ["--task", "tests.userpkg.tasks:NaNClient", "--num-clients", "5", "--lr", "0.1",
+           "--clients-per-round", "5", "--rounds", "3", "--out", str(tmp_path / "nan")]  # fmt: skip
+    p = _fedrun_module(*nan, timeout=60)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert "client 1 sent a bad update (NaN or Inf)" in p.stderr
+    assert (
+        lines[-1] == "fedrun: error: rank(s) [0] failed (exit code 1); the cause is printed above"
+    )
+    h = _fedrun_module("--help", timeout=30)
+    assert h.returncode == 0 and "--nproc-per-node" in h.stdout and "--rounds" in h.stdout
+
+
 @pytest.mark.slow
 def test_killed_worker_without_restarts_stops_everyone(tmp_path):
     res = torchrun(3, *JOB, out=tmp_path / "run", env={"FEDRUN_FAULT": "train:1:2"}, timeout=60)
