@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,12 @@ def job(name: str, small: bool) -> Job:
     return Job(name, model, shape, clients, samples, per_round, rounds, lr, momentum)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _env(threads: int = 1) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
@@ -79,11 +86,12 @@ LAUNCHERS = ("torchrun", "python -m fedrun")
 
 
 def _fedrun_cmd(j: Job, out: Path, launcher: str = "torchrun") -> list[str]:
-    """`torchrun --standalone --nproc_per_node=3 -m fedrun.main`, or the forked-ranks launcher
+    """`torchrun --nproc_per_node=3 -m fedrun.main` (on a free port), or the forked-ranks launcher
     `python -m fedrun --nproc-per-node 3` (one node, torch imported once)."""
-    if launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={NPROC}", "-m", "fedrun.main"]  # fmt: skip
+    if launcher == "torchrun":  # as the README runs it: torchrun's static rendezvous
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--master-addr=127.0.0.1",
+               f"--master-port={_free_port()}", f"--nproc_per_node={NPROC}", "-m",
+               "fedrun.main"]  # fmt: skip
     else:
         cmd = [sys.executable, "-m", "fedrun", f"--nproc-per-node={NPROC}"]
     return [*cmd, *j.fedrun_args(), "--out", str(out)]
@@ -279,17 +287,13 @@ def aggregation(numel: int, reps: int = 3) -> dict:
     """A round's broadcast + reduce of `numel` float32 over 3 ranks through fedrun's Comm, by
     gloo and by shared memory, against torch's memory copy of the bytes those collectives
     deliver (2 x numel x 4 bytes per worker)."""
-    import socket
-
     import torch
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     seconds = {}
     for mode in ("off", "on"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = _free_port()
         q = ctx.Queue()
         procs = [
             ctx.Process(target=_collective_worker, args=(r, port, numel, reps, mode, q))
