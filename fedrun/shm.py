@@ -28,7 +28,10 @@ def create(path: Path, numel: int, dtype: torch.dtype) -> torch.Tensor:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
-            os.posix_fallocate(fd, 0, nbytes)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, nbytes)
+            else:  # no reservation where the OS has no fallocate (macOS): size only
+                os.ftruncate(fd, nbytes)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EFBIG, errno.ENOMEM):
                 free = _free_bytes(path.parent)
