@@ -13,7 +13,7 @@ import logging
 import sys
 
 from fedrun.config import build_parser, parse_args
-from fedrun.errors import FedrunError
+from fedrun.errors import ConfigError, FedrunError
 
 USAGE = "python -m fedrun [--nproc-per-node N] [--max-restarts K] [fedrun flags]"
 
@@ -42,16 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     opts, rest = launcher.parse_known_args(args)
     try:
         if opts.nproc_per_node < 2:
-            raise FedrunError(
-                f"--nproc-per-node: {opts.nproc_per_node} is too few; fedrun needs a server "
-                "rank and at least one client worker, e.g. --nproc-per-node 3"
+            raise ConfigError(
+                "--nproc-per-node",
+                f"{opts.nproc_per_node} is too few",
+                "fedrun needs a server rank and at least one client worker, e.g. 3",
             )
         if opts.max_restarts < 0:
-            raise FedrunError("--max-restarts: must be >= 0, e.g. 1")
+            raise ConfigError("--max-restarts", "must be >= 0", "e.g. 1")
         cfg = parse_args(rest).validate()
     except FedrunError as e:
         print(f"fedrun: error: {e}", file=sys.stderr, flush=True)
-        return e.exit_code if e.exit_code != 1 else 2
+        return e.exit_code
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 

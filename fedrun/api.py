@@ -37,7 +37,6 @@ def launch(
     yet initialised here): they inherit torch and fedrun already imported, which on a small
     machine saves seconds of start-up (each rank would import torch anew); else "spawn"."""
     import multiprocessing
-    import socket
 
     import torch
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -45,15 +44,14 @@ def launch(
     import fedrun.main  # noqa: F401 - imported once here, inherited by forked ranks
     import fedrun.server  # noqa: F401
     import fedrun.worker  # noqa: F401
+    from fedrun.comm import free_port
 
     config.validate()  # fail here, before any process starts
     if start_method == "auto":
         forkable = "fork" in multiprocessing.get_all_start_methods()
         start_method = "fork" if forkable and not torch.cuda.is_initialized() else "spawn"
     # One node: a static rendezvous on a free port (no c10d rendezvous rounds to wait for).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     lc = LaunchConfig(
         min_nodes=1,
         max_nodes=1,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -69,12 +68,6 @@ def job(name: str, small: bool) -> Job:
     return Job(name, model, shape, clients, samples, per_round, rounds, lr, momentum)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(threads: int = 1) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
@@ -88,9 +81,11 @@ LAUNCHERS = ("torchrun", "python -m fedrun")
 def _fedrun_cmd(j: Job, out: Path, launcher: str = "torchrun") -> list[str]:
     """`torchrun --nproc_per_node=3 -m fedrun.main` (on a free port), or the forked-ranks launcher
     `python -m fedrun --nproc-per-node 3` (one node, torch imported once)."""
+    from fedrun.comm import free_port
+
     if launcher == "torchrun":  # as the README runs it: torchrun's static rendezvous
         cmd = [sys.executable, "-m", "torch.distributed.run", "--master-addr=127.0.0.1",
-               f"--master-port={_free_port()}", f"--nproc_per_node={NPROC}", "-m",
+               f"--master-port={free_port()}", f"--nproc_per_node={NPROC}", "-m",
                "fedrun.main"]  # fmt: skip
     else:
         cmd = [sys.executable, "-m", "fedrun", f"--nproc-per-node={NPROC}"]
@@ -290,10 +285,12 @@ def aggregation(numel: int, reps: int = 3) -> dict:
     import torch
     import torch.multiprocessing as mp
 
+    from fedrun.comm import free_port
+
     ctx = mp.get_context("spawn")
     seconds = {}
     for mode in ("off", "on"):
-        port = _free_port()
+        port = free_port()
         q = ctx.Queue()
         procs = [
             ctx.Process(target=_collective_worker, args=(r, port, numel, reps, mode, q))

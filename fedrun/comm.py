@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +21,13 @@ from fedrun.errors import Aborted, ConfigError, PeerLost
 
 RUN_HINT = "launch with: torchrun --nproc_per_node=3 -m fedrun.main [flags]"
 SHM_MIN_NUMEL = 1 << 20  # below ~4 MB gloo's loopback costs about what the doorbells do
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that the OS just reported free (for one-node launches)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -203,8 +211,8 @@ class Comm:
                 field, f"on needs one host and gloo on CPU, but {why_not}", "use auto"
             )
         token = self.attempt_store.get("shm-token").decode()
-        sh = SharedVectors(Path(self.cfg.shm_dir), token, self, bcast, reduce_buf)
-        problem = sh.make(numel)
+        sh = SharedVectors(Path(self.cfg.shm_dir), token, self, bcast, reduce_buf, numel)
+        problem = sh.make()
         ok = self.all_gather_ints([0 if problem else 1])
         failed = [r for r, row in enumerate(ok) if not row[0]]
         if failed:
@@ -249,28 +257,32 @@ class Comm:
 
 class SharedVectors:
     """The shared-memory files of one attempt: `<dir>/fedrun-<token>-bcast` (made by rank 0)
-    and `...-slot<r>` (made by worker r). Each rank makes its own file at construction (a
-    problem is returned, not raised, so every rank learns of it in the all-gather that follows)
-    and maps the others' in `connect()`."""
+    and `...-slot<r>` (made by worker r). Each rank makes its own file in `make()` and maps the
+    others' in `connect()`; `numel` leading elements of a slot are the vector rank 0 sums."""
 
     def __init__(
-        self, directory: Path, token: str, comm: Comm, bcast: torch.Tensor, reduce_buf: torch.Tensor
+        self,
+        directory: Path,
+        token: str,
+        comm: Comm,
+        bcast: torch.Tensor,
+        reduce_buf: torch.Tensor,
+        numel: int,
     ) -> None:
         self.rank, self.world_size = comm.rank, comm.world_size
         self.bcast, self.reduce_buf = bcast, reduce_buf  # rank 0 keeps its own reduce buffer
         self.dtype = bcast.dtype
         self.reduce_numel = reduce_buf.numel()
-        self.numel = 0  # the vector part of the reduce buffer (set by make)
+        self.numel = numel
         self.paths = {r: directory / f"fedrun-{token}-slot{r}" for r in range(1, self.world_size)}
         self.paths[0] = directory / f"fedrun-{token}-bcast"
         self.made: list[Path] = []
         self.doorbell = torch.zeros(1)
         self.slots: list[torch.Tensor] = []
 
-    def make(self, numel: int) -> str:
+    def make(self) -> str:
         """Make and map this rank's own file; a problem is returned, not raised, so that every
         rank learns of it in the all-gather that follows."""
-        self.numel = numel
         try:
             if self.rank == 0:
                 contents = self.bcast
