@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -156,8 +157,11 @@ def test_python_m_fedrun_failures_are_one_line(tmp_path):
     assert p.returncode == 1 and "Traceback" not in p.stderr
     lines = p.stderr.strip().splitlines()
     assert "client 1 sent a bad update (NaN or Inf)" in p.stderr
-    assert (
-        lines[-1] == "fedrun: error: rank(s) [0] failed (exit code 1); the cause is printed above"
+    # which ranks the agent has seen exit by then is a race (they leave within ms of each other)
+    assert re.fullmatch(
+        r"fedrun: error: rank\(s\) \[\d(, \d)*\] failed \(exit code 1\); "
+        r"the cause is printed above",
+        lines[-1],
     )
     h = _fedrun_module("--help", timeout=30)
     assert h.returncode == 0 and "--nproc-per-node" in h.stdout and "--rounds" in h.stdout
