@@ -1,9 +1,9 @@
 """`python -m fedrun [--nproc-per-node N] [--max-restarts K] [fedrun flags]`: one node, no torchrun.
 
 The same job as `torchrun --nproc_per_node=N -m fedrun.main [flags]`, through the same elastic
-agent, but the ranks are forked from this process after torch and fedrun are imported once, and
-the rendezvous is static: on a small machine that saves seconds of start-up (3 ranks importing
-torch on 2 cores take ~1.8 s). Across nodes, use torchrun (launch/, docs/cluster.md).
+agent, but the ranks are forked from a fork server that imported torch and fedrun once, and the
+rendezvous is static: on a small machine that saves seconds of start-up (3 ranks importing torch
+on 2 cores take ~1.8 s). Across nodes, use torchrun (launch/, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from fedrun.api import launch, start_fork_server, stop_fork_server
 from fedrun.config import build_parser, parse_args
 from fedrun.errors import ConfigError, FedrunError
 
@@ -49,6 +50,19 @@ def main(argv: list[str] | None = None) -> int:
             )
         if opts.max_restarts < 0:
             raise ConfigError("--max-restarts", "must be >= 0", "e.g. 1")
+    except FedrunError as e:
+        print(f"fedrun: error: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    # first: it imports torch and fedrun while this process imports them to validate
+    start_fork_server()
+    try:
+        return _validate_and_launch(rest, opts.nproc_per_node, opts.max_restarts)
+    finally:
+        stop_fork_server()
+
+
+def _validate_and_launch(rest: list[str], nproc_per_node: int, max_restarts: int) -> int:
+    try:
         cfg = parse_args(rest).validate()
     except FedrunError as e:
         print(f"fedrun: error: {e}", file=sys.stderr, flush=True)
@@ -56,12 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from fedrun.api import launch
-
     # the agent logs a failed rank's traceback at ERROR; the rank printed the cause already
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
     try:
-        launch(cfg, opts.nproc_per_node, opts.max_restarts)
+        launch(cfg, nproc_per_node, max_restarts)
     except ChildFailedError as e:
         ranks = sorted(e.failures)
         codes = sorted({f.exitcode for f in e.failures.values()})

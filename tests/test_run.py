@@ -144,6 +144,17 @@ def test_python_m_fedrun_restarts_and_equals_torchrun(tmp_path, reference):
 
 
 @pytest.mark.slow
+def test_python_m_fedrun_forks_ranks_from_a_single_threaded_process(tmp_path):
+    """Not from the launcher, whose rendezvous store runs a server thread by then: a rank forked
+    while that thread held a lock hung at start-up (CI, 1 run in a few hundred)."""
+    p = _fedrun_module("--task", "tests.userpkg.tasks:ForkedFrom", "--num-clients", "5",
+                       "--clients-per-round", "5", "--rounds", "1", "--out", str(tmp_path / "run"),
+                       env={"FEDRUN_TEST_DIR": str(tmp_path)}, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert {f.name: f.read_text() for f in tmp_path.glob("[0-9]")} == {"0": "1", "1": "1", "2": "1"}
+
+
+@pytest.mark.slow
 def test_python_m_fedrun_failures_are_one_line(tmp_path):
     p = _fedrun_module("--rounds", "0", timeout=30)
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [

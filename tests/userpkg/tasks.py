@@ -1,5 +1,8 @@
 """User tasks for the tests, written the way the README tells users to."""
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
@@ -90,6 +93,17 @@ class NoData:
 
 class BadLoss(Tensors):
     loss = "hinge"
+
+
+class ForkedFrom(Tensors):
+    """Each rank writes how many threads the process it was forked from runs, to
+    $FEDRUN_TEST_DIR/<rank>: a child forked from a multi-threaded process can inherit a lock that
+    another thread held, and hang."""
+
+    def model(self):
+        parent_threads = len(os.listdir(f"/proc/{os.getppid()}/task"))
+        Path(os.environ["FEDRUN_TEST_DIR"], os.environ["RANK"]).write_text(str(parent_threads))
+        return super().model()
 
 
 class NaNClient(Tensors):
