@@ -70,8 +70,10 @@ def _validate_and_launch(rest: list[str], nproc_per_node: int, max_restarts: int
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    # the agent logs a failed rank's traceback at ERROR; the rank printed the cause already
-    logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
+    # On a failure the agent logs the rank's traceback and each rank it terminates; the rank
+    # printed the cause already, and the last line names the failed ranks.
+    for name in ("torch.distributed.elastic.multiprocessing.api", "torch.multiprocessing.spawn"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         launch(cfg, nproc_per_node, max_restarts)
     except ChildFailedError as e:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +20,8 @@ import torch.distributed as dist
 
 from fedrun import shm
 from fedrun.config import RuntimeConfig
-from fedrun.errors import Aborted, ConfigError, PeerLost
+from fedrun.errors import Aborted, ConfigError, PeerLost, say
+from fedrun.faults import maybe_crash
 
 RUN_HINT = "launch with: torchrun --nproc_per_node=3 -m fedrun.main [flags]"
 SHM_MIN_NUMEL = 1 << 20  # below ~4 MB gloo's loopback costs about what the doorbells do
@@ -96,6 +100,50 @@ def pick_backend(cfg: RuntimeConfig, device: torch.device) -> str:
     return cfg.backend
 
 
+def attempt_prefix(env: LaunchEnv) -> str:
+    return f"fedrun/attempt{env.restart_count}"
+
+
+def join_deadline(env: LaunchEnv, seconds: float) -> threading.Timer:
+    """Started before this rank waits for the others to join the process group; cancel it once
+    the group is complete. If it expires, the lowest rank that joined names the ones that did
+    not (from the `joined/<rank>` keys, read over a fresh store connection: the main thread's
+    is busy waiting) and every waiting rank exits 1, so the launcher stops the group."""
+
+    def expire() -> None:
+        missing = _not_joined(env)
+        present = [r for r in range(env.world_size) if r not in (missing or [])]
+        if env.rank == min(present, default=env.rank):
+            who = f"rank(s) {missing}" if missing else "not every rank"
+            say(
+                f"rank {env.rank}: start-up: {who} did not join within {seconds:g} s "
+                "(runtime.join_timeout, --join-timeout); such a rank is stuck or cannot reach "
+                f"{env.master_addr}:{env.master_port}: see its output"
+            )
+        else:
+            say("start-up: not every rank joined; the cause is printed by a lower rank", False)
+            time.sleep(2)  # the line above must not die with this rank
+        sys.stdout.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _not_joined(env: LaunchEnv) -> list[int] | None:
+    """Ranks without a `joined/<rank>` key in this attempt's store; None if it can't be read."""
+    try:
+        client = dist.TCPStore(
+            env.master_addr, env.master_port, is_master=False, timeout=timedelta(seconds=5)
+        )
+        keys = dist.PrefixStore(attempt_prefix(env), client)
+        return [r for r in range(env.world_size) if not keys.check([f"joined/{r}"])]
+    except (RuntimeError, OSError):
+        return None
+
+
 class Comm:
     """A process group plus the buffers' device. Collectives are blocking and SUM-only."""
 
@@ -120,11 +168,15 @@ class Comm:
             timeout=timeout,
         )
         self.store = store  # outlives restarts when torchrun's agent hosts it
-        prefixed = dist.PrefixStore(f"fedrun/attempt{env.restart_count}", store)
+        prefixed = dist.PrefixStore(attempt_prefix(env), store)
         self.attempt_store = prefixed
+        maybe_crash("join", env.rank, 0)
+        prefixed.set(f"joined/{env.rank}", "1")
+        deadline = join_deadline(env, cfg.join_timeout)
         dist.init_process_group(
             self.backend, store=prefixed, rank=env.rank, world_size=env.world_size, timeout=timeout
         )
+        deadline.cancel()
         self.cfg = cfg
         self.shared: SharedVectors | None = None
         if env.rank == 0:  # names this attempt's shared-memory files, should they be used

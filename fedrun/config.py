@@ -169,6 +169,10 @@ class RuntimeConfig:
     timeout: float = 1800.0
     """Collective timeout in seconds. The server waits inside the reduce while clients train, so
     this must exceed the slowest worker's share of a round."""
+    join_timeout: float = 300.0
+    """Seconds every rank waits at start-up for all ranks to join the process group. A rank that
+    never arrives (stuck, or started on a node that cannot reach the others) is named and the
+    job stops, instead of waiting out --timeout."""
     shared_memory: str = "auto"
     """Move the model vector through shared memory instead of gloo's TCP loopback when every rank
     is on one host and on CPU: `auto` (vectors of 1M+ elements; gloo if the memory cannot be had),
@@ -557,6 +561,12 @@ def _validate(cfg: Config) -> None:
     _choice(r.device, "device", ("auto", "cpu", "cuda"))
     _choice(r.shared_memory, "shared_memory", ("auto", "on", "off"))
     _check(r.timeout >= 1, "timeout", f"must be >= 1 second, got {r.timeout}", "e.g. 1800")
+    _check(
+        r.join_timeout >= 1,
+        "join_timeout",
+        f"must be >= 1 second, got {r.join_timeout}",
+        "e.g. 300",
+    )
     _check(r.threads >= 0, "threads", f"must be >= 0, got {r.threads}", "0 = automatic")
     _check(r.checkpoint_every >= 0, "checkpoint_every", "must be >= 0", "0 = never")
     _check(r.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1", "e.g. 2")

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sys
+import time
+
 
 class FedrunError(Exception):
     """A failure with a cause the user can fix; `main` prints it as one line and exits non-zero."""
@@ -28,3 +34,16 @@ class Aborted(FedrunError):
 
 class PeerLost(FedrunError):
     """A collective failed because another rank died or hung; the group cannot continue."""
+
+
+def say(msg: str, show: bool = True) -> None:
+    """Print a user error as one line, and hand the same line to torchrun's failure summary
+    (its error file) so the summary names the cause instead of pointing at tracebacks."""
+    line = f"fedrun: error: {msg}"
+    if show:
+        print(line, file=sys.stderr, flush=True)
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        extra = {"py_callstack": line, "timestamp": str(int(time.time()))}
+        with contextlib.suppress(OSError), open(path, "w") as f:
+            json.dump({"message": {"message": line, "extraInfo": extra}}, f)

@@ -7,10 +7,8 @@ role set-up -> one all-gather handshake (set-up status, model layout hash, confi
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import gc
-import json
 import os
 import sys
 import time
@@ -22,21 +20,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from fedrun.comm import Comm, LaunchEnv
 from fedrun.config import Config, build_parser, parse_args, to_toml
-from fedrun.errors import Aborted, FedrunError, PeerLost
+from fedrun.errors import Aborted, FedrunError, PeerLost, say
 from fedrun.seeding import digest63
-
-
-def _say(msg: str, show: bool = True) -> None:
-    """Print a user error as one line, and hand the same line to torchrun's failure summary
-    (its error file) so the summary names the cause instead of pointing at tracebacks."""
-    line = f"fedrun: error: {msg}"
-    if show:
-        print(line, file=sys.stderr, flush=True)
-    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if path:
-        extra = {"py_callstack": line, "timestamp": str(int(time.time()))}
-        with contextlib.suppress(OSError), open(path, "w") as f:
-            json.dump({"message": {"message": line, "extraInfo": extra}}, f)
 
 
 def _show_cause(cause: str) -> None:
@@ -44,14 +29,14 @@ def _show_cause(cause: str) -> None:
     if cause.startswith("Traceback"):
         print(cause, file=sys.stderr, end="", flush=True)
     else:
-        _say(cause)
+        say(cause)
 
 
 def _same_everywhere(e: FedrunError, env: LaunchEnv) -> int:
     """An error every rank meets alike (config, launch): local rank 0 prints it; the others wait
     a moment before exiting, because torchrun kills the remaining ranks at the first exit and
     the line must not die with rank 0."""
-    _say(str(e), show=env.local_rank == 0)
+    say(str(e), show=env.local_rank == 0)
     if env.local_rank != 0:
         time.sleep(3)
     return e.exit_code
@@ -98,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = LaunchEnv.from_environ()
     except FedrunError as e:
-        _say(str(e))
+        say(str(e))
         return e.exit_code
     try:
         cfg = parse_args(argv).validate()
@@ -151,7 +136,7 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
     except PeerLost as e:
         if cause:  # the handshake never completed: this rank's own set-up failure first
             _show_cause(cause)
-        _say(str(e))
+        say(str(e))
         time.sleep(1)  # let torchrun see the rank that really died first: its summary blames it
         return 1, None  # in_step stays False: no barrier with a rank that is gone
     except Aborted:
@@ -160,7 +145,7 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
         return 1, None
     except FedrunError as e:
         in_step = True
-        _say(str(e))
+        say(str(e))
         return e.exit_code, None
     finally:
         comm.close(in_step)

@@ -140,6 +140,7 @@ def test_bad_flags(argv, pattern):
         (["--server-lr", "nan"], "strategy.server_lr"),
         (["--timeout", "inf"], "runtime.timeout"),
         (["--timeout", "0.5"], "runtime.timeout"),
+        (["--join-timeout", "0"], "runtime.join_timeout"),
         (["--synthetic-alpha", "inf"], "data.synthetic_alpha"),
         (
             ["--dataset", "digits", "--partition", "dirichlet", "--dirichlet-alpha", "0"],

@@ -1,6 +1,7 @@
 """Reliability: bad updates, bad input on every rank, stuck ranks. Each run under a timeout."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -110,3 +111,23 @@ def test_stuck_worker_is_named_after_the_timeout(tmp_path):
     assert "train round 1: worker rank(s) [2] did not reach the reduce within --timeout 8 s" in (
         res.stderr
     )
+
+
+@pytest.mark.parametrize("stuck", [2, 0])
+def test_rank_stuck_before_joining_is_named_after_the_join_timeout(tmp_path, stuck):
+    """A rank that hangs before joining (alive, so its launcher does not notice) stops the job
+    after --join-timeout, named once by the lowest rank that joined, instead of after
+    --timeout (30 minutes by default)."""
+    res = torchrun(3, "--rounds", "2", "--join-timeout", "3", out=tmp_path / "run", timeout=60,
+                   env={"FEDRUN_FAULT": f"join:{stuck}:0"})  # fmt: skip
+    assert res.returncode != 0
+    assert res.seconds < 30  # 3 s + start-up and teardown
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("fedrun: error:")]
+    reporter = 1 if stuck == 0 else 0
+    assert len(lines) == 1, lines
+    assert re.fullmatch(
+        rf"fedrun: error: rank {reporter}: start-up: rank\(s\) \[{stuck}\] did not join within "
+        r"3 s \(runtime.join_timeout, --join-timeout\); such a rank is stuck or cannot reach "
+        r"\S+:\d+: see its output",
+        lines[0],
+    ), lines[0]
