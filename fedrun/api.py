@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import signal
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fedrun.config import Config
@@ -62,6 +65,42 @@ def stop_fork_server() -> None:
         server._stop()  # reaps it and removes its socket
 
 
+def _called_unguarded_from_main_script() -> bool:
+    """True when this call comes from a script's top-level code outside an
+    `if __name__ == "__main__":` block (found in the script's syntax tree)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path:  # python -c, a notebook, a REPL: nothing is re-imported
+        return False
+    line = None
+    frame = sys._getframe(1)
+    while frame is not None:  # the outermost statement of the script's own code
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return False
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if node.lineno <= line <= (node.end_lineno or node.lineno):
+            return not (isinstance(node, ast.If) and _is_main_guard(node.test))
+    return False
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """`__name__ == "__main__"`, either way round."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
+    return isinstance(test.ops[0], ast.Eq) and sides == {
+        ast.dump(ast.Name("__name__", ast.Load())),
+        ast.dump(ast.Constant("__main__")),
+    }
+
+
 def launch(
     config: Config,
     nproc_per_node: int = 3,
@@ -76,6 +115,11 @@ def launch(
     `start_method` "auto" forks the ranks from a fork server that imported torch and fedrun
     once (`start_fork_server`), which on a small machine saves seconds of start-up (each rank
     would import torch anew); "spawn" where there is none."""
+    if _called_unguarded_from_main_script():
+        raise FedrunError(
+            "fedrun.launch: the ranks import your script, as multiprocessing does, and would "
+            'call launch again; put the call under `if __name__ == "__main__":`'
+        )
     config.validate()  # fail here, before any process starts
     if start_method == "auto":
         start_method = "forkserver" if start_fork_server() else "spawn"

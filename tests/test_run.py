@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -215,30 +216,57 @@ def test_two_nodes_equal_one_node(tmp_path):
     assert _same(two, single.model())
 
 
+API_SCRIPT = """\
+import fedrun, pickle, sys
+
+def main():
+    cfg = pickle.loads(bytes.fromhex(sys.argv[1]))
+    return fedrun.launch(cfg, nproc_per_node=3)
+
+{guard}print("ROUNDS", main()["rounds"])
+"""
+
+
+def _api_script(tmp_path: Path, cfg: fedrun.Config, guard: bool, timeout: float):
+    import pickle
+
+    script = tmp_path / ("guarded.py" if guard else "unguarded.py")
+    script.write_text(API_SCRIPT.format(guard='if __name__ == "__main__":\n    ' if guard else ""))
+    return subprocess.run(
+        [sys.executable, str(script), pickle.dumps(cfg).hex()],
+        cwd=tmp_path, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_python_api_launch_matches_the_cli(tmp_path):
+    """A script as the README writes it (the call under the main guard)."""
     cfg = fedrun.Config()
     cfg.fed.rounds, cfg.fed.num_clients, cfg.fed.clients_per_round = 4, 8, 4
     cfg.runtime.out, cfg.runtime.quiet = str(tmp_path / "api"), True
-    code = (
-        "import fedrun, pickle, sys\n"
-        "cfg = pickle.loads(bytes.fromhex(sys.argv[1]))\n"
-        "s = fedrun.launch(cfg, nproc_per_node=3)\n"
-        "print('ROUNDS', s['rounds'])\n"
-    )
-    import pickle
-
-    p = subprocess.run(
-        [sys.executable, "-c", code, pickle.dumps(cfg).hex()],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    p = _api_script(tmp_path, cfg, guard=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "ROUNDS 4" in p.stdout
     cli = torchrun(
         3, "--rounds", "4", "--num-clients", "8", "--clients-per-round", "4", out=tmp_path / "cli"
     )
     assert _same(torch.load(tmp_path / "api" / "final_model.pt"), cli.model())
+
+
+def test_api_launch_from_unguarded_script_code_is_refused_before_any_rank_starts(tmp_path):
+    """The ranks import the caller's main script (as multiprocessing does): unguarded, each
+    would call launch again and fail with pages of tracebacks."""
+    cfg = fedrun.Config()
+    cfg.runtime.out = str(tmp_path / "api")
+    p = _api_script(tmp_path, cfg, guard=False, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        "fedrun.errors.FedrunError: fedrun.launch: the ranks import your script, as "
+        "multiprocessing does, and would call launch again; put the call under "
+        '`if __name__ == "__main__":`'
+    )
+    assert not (tmp_path / "api").exists()  # no rank ran
 
 
 def test_api_validates_before_starting_processes():
