@@ -7,8 +7,8 @@ import contextlib
 import os
 import signal
 import sys
+import tokenize
 import uuid
-from pathlib import Path
 from typing import Any
 
 from fedrun.config import Config
@@ -66,8 +66,9 @@ def stop_fork_server() -> None:
 
 
 def _called_unguarded_from_main_script() -> bool:
-    """True when this call comes from a script's top-level code outside an
-    `if __name__ == "__main__":` block (found in the script's syntax tree)."""
+    """True when this call comes from a script's code outside an `if __name__ == "__main__":`
+    block (found in the script's syntax tree), which the ranks would run again on importing it.
+    """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if main is None or not path:  # python -c, a notebook, a REPL: nothing is re-imported
@@ -81,24 +82,40 @@ def _called_unguarded_from_main_script() -> bool:
     if line is None:
         return False
     try:
-        tree = ast.parse(Path(path).read_text())
+        with tokenize.open(path) as f:  # the script's declared encoding
+            tree = ast.parse(f.read())
     except (OSError, SyntaxError, ValueError):
         return False
-    for node in tree.body:
-        if node.lineno <= line <= (node.end_lineno or node.lineno):
-            return not (isinstance(node, ast.If) and _is_main_guard(node.test))
+    return not _guarded(tree.body, line)
+
+
+def _guarded(body: list[ast.stmt], line: int) -> bool:
+    """Whether `line` lies, within these statements, in the branch of an `if` that runs only
+    when `__name__ == "__main__"` (the `if` branch for ==, `else` for !=; any nesting)."""
+    for node in body:
+        if not node.lineno <= line <= (node.end_lineno or node.lineno):
+            continue
+        if isinstance(node, ast.If):
+            op = _main_test(node.test)
+            branch = node.body if op is ast.Eq else node.orelse if op is ast.NotEq else None
+            if branch and any(s.lineno <= line <= (s.end_lineno or s.lineno) for s in branch):
+                return True
+        children = [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.stmt)]
+        handlers = [c for c in ast.iter_child_nodes(node) if isinstance(c, ast.ExceptHandler)]
+        return _guarded(children, line) or any(_guarded(h.body, line) for h in handlers)
     return False
 
 
-def _is_main_guard(test: ast.expr) -> bool:
-    """`__name__ == "__main__"`, either way round."""
+def _main_test(test: ast.expr) -> type | None:
+    """ast.Eq / ast.NotEq when `test` compares `__name__` with "__main__" (either way round, or
+    as the first operand of an `and` for ==); else None."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return ast.Eq if _main_test(test.values[0]) is ast.Eq else None
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
-        return False
+        return None
     sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
-    return isinstance(test.ops[0], ast.Eq) and sides == {
-        ast.dump(ast.Name("__name__", ast.Load())),
-        ast.dump(ast.Constant("__main__")),
-    }
+    main = {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))}
+    return type(test.ops[0]) if sides == main and type(test.ops[0]) in (ast.Eq, ast.NotEq) else None
 
 
 def launch(
@@ -115,14 +132,17 @@ def launch(
     `start_method` "auto" forks the ranks from a fork server that imported torch and fedrun
     once (`start_fork_server`), which on a small machine saves seconds of start-up (each rank
     would import torch anew); "spawn" where there is none."""
-    if _called_unguarded_from_main_script():
+    config.validate()  # fail here, before any process starts
+    chosen = start_method == "auto"
+    if chosen:
+        start_method = "forkserver" if start_fork_server() else "spawn"
+    if start_method != "fork" and _called_unguarded_from_main_script():
+        if chosen:
+            stop_fork_server()
         raise FedrunError(
             "fedrun.launch: the ranks import your script, as multiprocessing does, and would "
             'call launch again; put the call under `if __name__ == "__main__":`'
         )
-    config.validate()  # fail here, before any process starts
-    if start_method == "auto":
-        start_method = "forkserver" if start_fork_server() else "spawn"
 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -142,5 +162,10 @@ def launch(
         monitor_interval=monitor_interval,
         start_method=start_method,
     )
-    results = elastic_launch(lc, entrypoint=run)(config)
+    try:
+        results = elastic_launch(lc, entrypoint=run)(config)
+    finally:
+        # one per launch: the ranks take their environment from it, as it was when it started
+        if chosen and start_method == "forkserver":
+            stop_fork_server()
     return results[0]

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ import torch.distributed as dist
 
 from fedrun import shm
 from fedrun.config import RuntimeConfig
-from fedrun.errors import Aborted, ConfigError, PeerLost, say
+from fedrun.errors import Aborted, ConfigError, JoinTimeout, PeerLost
 from fedrun.faults import maybe_crash
 
 RUN_HINT = "launch with: torchrun --nproc_per_node=3 -m fedrun.main [flags]"
@@ -104,44 +102,34 @@ def attempt_prefix(env: LaunchEnv) -> str:
     return f"fedrun/attempt{env.restart_count}"
 
 
-def join_deadline(env: LaunchEnv, seconds: float) -> threading.Timer:
-    """Started before this rank waits for the others to join the process group; cancel it once
-    the group is complete. If it expires, the lowest rank that joined names the ones that did
-    not (from the `joined/<rank>` keys, read over a fresh store connection: the main thread's
-    is busy waiting) and every waiting rank exits 1, so the launcher stops the group."""
-
-    def expire() -> None:
-        missing = _not_joined(env)
-        present = [r for r in range(env.world_size) if r not in (missing or [])]
-        if env.rank == min(present, default=env.rank):
-            who = f"rank(s) {missing}" if missing else "not every rank"
-            say(
-                f"rank {env.rank}: start-up: {who} did not join within {seconds:g} s "
-                "(runtime.join_timeout, --join-timeout); such a rank is stuck or cannot reach "
-                f"{env.master_addr}:{env.master_port}: see its output"
-            )
-        else:
-            say("start-up: not every rank joined; the cause is printed by a lower rank", False)
-            time.sleep(2)  # the line above must not die with this rank
-        sys.stdout.flush()
-        os._exit(1)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
-    return timer
-
-
-def _not_joined(env: LaunchEnv) -> list[int] | None:
-    """Ranks without a `joined/<rank>` key in this attempt's store; None if it can't be read."""
-    try:
-        client = dist.TCPStore(
-            env.master_addr, env.master_port, is_master=False, timeout=timedelta(seconds=5)
-        )
-        keys = dist.PrefixStore(attempt_prefix(env), client)
-        return [r for r in range(env.world_size) if not keys.check([f"joined/{r}"])]
-    except (RuntimeError, OSError):
-        return None
+def wait_for_all_ranks(store: dist.Store, env: LaunchEnv, seconds: float) -> None:
+    """Set this rank's `joined/<rank>` key, then wait (this thread, any backend) until every
+    rank has set its own, for at most `seconds`. A rank that is alive but stuck (so its launcher
+    does not notice) is thus named, instead of leaving the others in the process group's
+    set-up for --timeout. Raises JoinTimeout naming the missing ranks."""
+    maybe_crash("join", env.rank, 0)
+    store.set(f"joined/{env.rank}", "1")
+    store.add("joined", 1)
+    # Polled (one counter read; a timed-out store.wait would add C++ socket warnings to the
+    # one-line error), backing off from 2 ms to 0.1 s.
+    deadline, pause = time.monotonic() + seconds, 0.002
+    while store.add("joined", 0) < env.world_size:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(pause)
+        pause = min(2 * pause, 0.1)
+    else:
+        return
+    missing = [r for r in range(env.world_size) if not store.check([f"joined/{r}"])]
+    if not missing:  # the last one arrived just then
+        return
+    present = [r for r in range(env.world_size) if r not in missing]
+    raise JoinTimeout(
+        f"rank {min(present)}: start-up: rank(s) {missing} did not join within {seconds:g} s "
+        "(runtime.join_timeout, --join-timeout); such a rank is stuck or cannot reach "
+        f"{env.master_addr}:{env.master_port}: see its output",
+        reporter=env.rank == min(present),
+    )
 
 
 class Comm:
@@ -170,13 +158,10 @@ class Comm:
         self.store = store  # outlives restarts when torchrun's agent hosts it
         prefixed = dist.PrefixStore(attempt_prefix(env), store)
         self.attempt_store = prefixed
-        maybe_crash("join", env.rank, 0)
-        prefixed.set(f"joined/{env.rank}", "1")
-        deadline = join_deadline(env, cfg.join_timeout)
+        wait_for_all_ranks(prefixed, env, cfg.join_timeout)
         dist.init_process_group(
             self.backend, store=prefixed, rank=env.rank, world_size=env.world_size, timeout=timeout
         )
-        deadline.cancel()
         self.cfg = cfg
         self.shared: SharedVectors | None = None
         if env.rank == 0:  # names this attempt's shared-memory files, should they be used

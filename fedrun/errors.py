@@ -36,6 +36,14 @@ class PeerLost(FedrunError):
     """A collective failed because another rank died or hung; the group cannot continue."""
 
 
+class JoinTimeout(FedrunError):
+    """Not every rank joined at start-up; `reporter` is the one rank that prints the line."""
+
+    def __init__(self, msg: str, reporter: bool) -> None:
+        super().__init__(msg)
+        self.reporter = reporter
+
+
 def say(msg: str, show: bool = True) -> None:
     """Print a user error as one line, and hand the same line to torchrun's failure summary
     (its error file) so the summary names the cause instead of pointing at tracebacks."""

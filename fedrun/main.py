@@ -20,7 +20,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from fedrun.comm import Comm, LaunchEnv
 from fedrun.config import Config, build_parser, parse_args, to_toml
-from fedrun.errors import Aborted, FedrunError, PeerLost, say
+from fedrun.errors import Aborted, FedrunError, JoinTimeout, PeerLost, say
 from fedrun.seeding import digest63
 
 
@@ -98,6 +98,13 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
     cfg_digest = config_digest(cfg)
     try:
         comm = Comm(env, cfg.runtime)
+    except JoinTimeout as e:
+        # every waiting rank writes the line to its error file (torchrun's summary shows the
+        # first rank to exit); one prints it and exits, the others give it time to
+        say(str(e), show=e.reporter)
+        if not e.reporter:
+            time.sleep(5)
+        return 1, None
     except FedrunError as e:
         return _same_everywhere(e, env), None
 

@@ -147,7 +147,7 @@ def test_python_m_fedrun_restarts_and_equals_torchrun(tmp_path, reference):
 @pytest.mark.slow
 def test_python_m_fedrun_forks_ranks_from_a_single_threaded_process(tmp_path):
     """Not from the launcher, whose rendezvous store runs a server thread by then: a rank forked
-    while that thread held a lock hung at start-up (CI, 1 run in a few hundred)."""
+    while that thread holds a lock can hang at start-up (the likely cause of one hung CI run)."""
     p = _fedrun_module("--task", "tests.userpkg.tasks:ForkedFrom", "--num-clients", "5",
                        "--clients-per-round", "5", "--rounds", "1", "--out", str(tmp_path / "run"),
                        env={"FEDRUN_TEST_DIR": str(tmp_path)}, timeout=60)  # fmt: skip
@@ -224,6 +224,8 @@ def main():
     return fedrun.launch(cfg, nproc_per_node=3)
 
 {guard}print("ROUNDS", main()["rounds"])
+{guard}from multiprocessing import forkserver
+{guard}print("SERVER", forkserver._forkserver._forkserver_pid)
 """
 
 
@@ -248,6 +250,7 @@ def test_python_api_launch_matches_the_cli(tmp_path):
     p = _api_script(tmp_path, cfg, guard=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "ROUNDS 4" in p.stdout
+    assert "SERVER None" in p.stdout  # its fork server is gone (one per launch, fresh env)
     cli = torchrun(
         3, "--rounds", "4", "--num-clients", "8", "--clients-per-round", "4", out=tmp_path / "cli"
     )
@@ -267,6 +270,30 @@ def test_api_launch_from_unguarded_script_code_is_refused_before_any_rank_starts
         '`if __name__ == "__main__":`'
     )
     assert not (tmp_path / "api").exists()  # no rank ran
+
+
+@pytest.mark.parametrize(
+    "source, guarded",
+    [
+        ("launch()", False),
+        ('if __name__ == "__main__":\n    launch()', True),
+        ('if "__main__" == __name__:\n    launch()', True),
+        ('if __name__ == "__main__" and ok:\n    launch()', True),
+        ('try:\n    if __name__ == "__main__":\n        launch()\nexcept E:\n    pass', True),
+        ('if __name__ != "__main__":\n    pass\nelse:\n    launch()', True),
+        ('if __name__ == "__main__":\n    pass\nelse:\n    launch()', False),
+        ('if __name__ == "x":\n    launch()', False),
+        ("with x:\n    launch()", False),
+    ],
+)
+def test_main_guard_is_read_from_the_script(source, guarded):
+    """Where `launch()` sits decides whether a rank importing the script would call it again."""
+    import ast
+
+    from fedrun.api import _guarded
+
+    line = next(i for i, ln in enumerate(source.splitlines(), 1) if "launch()" in ln)
+    assert _guarded(ast.parse(source).body, line) is guarded
 
 
 def test_api_validates_before_starting_processes():
