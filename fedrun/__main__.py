@@ -14,7 +14,7 @@ import sys
 
 from fedrun.api import launch, start_fork_server, stop_fork_server
 from fedrun.config import build_parser, parse_args
-from fedrun.errors import ConfigError, FedrunError
+from fedrun.errors import ConfigError, FedrunError, say
 
 USAGE = "python -m fedrun [--nproc-per-node N] [--max-restarts K] [fedrun flags]"
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if opts.max_restarts < 0:
             raise ConfigError("--max-restarts", "must be >= 0", "e.g. 1")
     except FedrunError as e:
-        print(f"fedrun: error: {e}", file=sys.stderr, flush=True)
+        say(str(e))
         return e.exit_code
     # first: it imports torch and fedrun while this process imports them to validate
     start_fork_server()
@@ -65,7 +65,7 @@ def _validate_and_launch(rest: list[str], nproc_per_node: int, max_restarts: int
     try:
         cfg = parse_args(rest).validate()
     except FedrunError as e:
-        print(f"fedrun: error: {e}", file=sys.stderr, flush=True)
+        say(str(e))
         return e.exit_code
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -79,11 +79,9 @@ def _validate_and_launch(rest: list[str], nproc_per_node: int, max_restarts: int
     except ChildFailedError as e:
         ranks = sorted(e.failures)
         codes = sorted({f.exitcode for f in e.failures.values()})
-        print(
-            f"fedrun: error: rank(s) {ranks} failed (exit code {', '.join(map(str, codes))}); "
-            "the cause is printed above",
-            file=sys.stderr,
-            flush=True,
+        say(
+            f"rank(s) {ranks} failed (exit code {', '.join(map(str, codes))}); "
+            "the cause is printed above"
         )
         return 1
     return 0

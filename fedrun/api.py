@@ -132,17 +132,20 @@ def launch(
     `start_method` "auto" forks the ranks from a fork server that imported torch and fedrun
     once (`start_fork_server`), which on a small machine saves seconds of start-up (each rank
     would import torch anew); "spawn" where there is none."""
+    import multiprocessing
+
     config.validate()  # fail here, before any process starts
     chosen = start_method == "auto"
     if chosen:
-        start_method = "forkserver" if start_fork_server() else "spawn"
+        forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+        start_method = "forkserver" if forkserver else "spawn"
     if start_method != "fork" and _called_unguarded_from_main_script():
-        if chosen:
-            stop_fork_server()
         raise FedrunError(
             "fedrun.launch: the ranks import your script, as multiprocessing does, and would "
             'call launch again; put the call under `if __name__ == "__main__":`'
         )
+    if chosen and start_method == "forkserver":
+        start_fork_server()
 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 

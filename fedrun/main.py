@@ -32,13 +32,14 @@ def _show_cause(cause: str) -> None:
         say(cause)
 
 
-def _same_everywhere(e: FedrunError, env: LaunchEnv) -> int:
-    """An error every rank meets alike (config, launch): local rank 0 prints it; the others wait
-    a moment before exiting, because torchrun kills the remaining ranks at the first exit and
-    the line must not die with rank 0."""
-    say(str(e), show=env.local_rank == 0)
-    if env.local_rank != 0:
-        time.sleep(3)
+def _said_once(e: FedrunError, shows: bool, wait: float = 3) -> int:
+    """An error several ranks meet: every one writes the line to its error file (torchrun's
+    summary shows the first rank to exit), the one that `shows` also prints it; the others wait
+    `wait` s before exiting, because torchrun kills the remaining ranks at the first exit and
+    the line must not die with the rank that prints it."""
+    say(str(e), show=shows)
+    if not shows:
+        time.sleep(wait)
     return e.exit_code
 
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv).validate()
     except FedrunError as e:
-        return _same_everywhere(e, env)
+        return _said_once(e, env.local_rank == 0)
     return execute(cfg, env)[0]
 
 
@@ -98,15 +99,10 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
     cfg_digest = config_digest(cfg)
     try:
         comm = Comm(env, cfg.runtime)
-    except JoinTimeout as e:
-        # every waiting rank writes the line to its error file (torchrun's summary shows the
-        # first rank to exit); one prints it and exits, the others give it time to
-        say(str(e), show=e.reporter)
-        if not e.reporter:
-            time.sleep(5)
-        return 1, None
-    except FedrunError as e:
-        return _same_everywhere(e, env), None
+    except JoinTimeout as e:  # the ranks' deadlines expire seconds apart
+        return _said_once(e, e.reporter, wait=5), None
+    except FedrunError as e:  # alike on every rank (config, launch): local rank 0 prints it
+        return _said_once(e, env.local_rank == 0), None
 
     from fedrun.server import Server
     from fedrun.worker import Worker
