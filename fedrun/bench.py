@@ -226,11 +226,15 @@ def internal_bare(j: Job) -> dict:
 
 
 def internal_ceiling(j: Job, rank: int) -> dict:
-    """Worker `rank`'s share of local training, timed per round; nothing else."""
+    """Worker `rank`'s share of local training, timed per round; nothing else. The process runs
+    as fedrun's ranks do (one torch thread, freed memory retained): the ceiling is the training,
+    not a process setting fedrun makes."""
+    from fedrun import malloc
     from fedrun.sampling import clients_of, host_of, sample_clients
 
     torch, cfg, ds, model = _setup(j)
     torch.set_num_threads(1)
+    malloc.configure(cfg.runtime.malloc)
     data = ds.client_data(cfg, clients_of(rank, j.clients, NPROC))
     start = {k: v.clone() for k, v in model.state_dict().items()}
     gen = torch.Generator().manual_seed(0)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from fedrun import malloc
 from fedrun.comm import Comm, LaunchEnv
 from fedrun.config import Config, build_parser, parse_args, to_toml
 from fedrun.errors import Aborted, FedrunError, JoinTimeout, PeerLost, say
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
     """Run a validated config in this process; (exit code, rank 0's summary or None)."""
     set_threads(cfg, env)
+    malloc.configure(cfg.runtime.malloc)
     cfg_digest = config_digest(cfg)
     try:
         comm = Comm(env, cfg.runtime)

@@ -141,6 +141,7 @@ def test_bad_flags(argv, pattern):
         (["--timeout", "inf"], "runtime.timeout"),
         (["--timeout", "0.5"], "runtime.timeout"),
         (["--join-timeout", "0"], "runtime.join_timeout"),
+        (["--malloc", "jemalloc"], "runtime.malloc"),
         (["--synthetic-alpha", "inf"], "data.synthetic_alpha"),
         (
             ["--dataset", "digits", "--partition", "dirichlet", "--dirichlet-alpha", "0"],

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from .memprobe import refaults
+
 SIZES = [30, 20, 0, 25, 40]  # client 2 holds no training data
 
 
@@ -103,6 +105,16 @@ class ForkedFrom(Tensors):
     def model(self):
         parent_threads = len(os.listdir(f"/proc/{os.getppid()}/task"))
         Path(os.environ["FEDRUN_TEST_DIR"], os.environ["RANK"]).write_text(str(parent_threads))
+        return super().model()
+
+
+class Refaults(Tensors):
+    """Each rank writes the page faults of allocating, freeing and reallocating 90 MiB
+    (memprobe.refaults) to $FEDRUN_TEST_DIR/<rank>: how its allocator treats freed memory."""
+
+    def model(self):
+        first, second = refaults()
+        Path(os.environ["FEDRUN_TEST_DIR"], os.environ["RANK"]).write_text(f"{first} {second}")
         return super().model()
 
 
