@@ -4,7 +4,8 @@ For each workload it runs, in one invocation:
   * fedrun through torchrun (end to end, and the steady-state round time from metrics.jsonl);
   * a bare single-process FedAvg loop doing the same work, as the tutorials write it;
   * the compute ceiling: the same local training split over the same worker processes with no
-    federated machinery at all (no broadcast, no reduce, no evaluation).
+    federated machinery at all (no broadcast, no reduce, no evaluation), in processes set up as
+    fedrun's ranks are (one torch thread, freed memory retained).
 A: the seed job (CIFAR-shaped fake data, the seed CNN, 2 clients x 5000, batch 32, SGD 0.001
    momentum 0.9, 1 epoch, 3 rounds, 3 processes). B: 100 clients x 500, 10 per round, 5 rounds.
 C: 10,000 clients x 20, 1,000 per round, logistic regression. D: broadcast + reduce of 10M and
