@@ -17,7 +17,8 @@ from fedrun.errors import FedrunError
 
 def run(config: Config) -> dict[str, Any] | None:
     """Run `config` in this process, which torchrun (or `launch`) started as one rank of the
-    job. Returns the summary on rank 0 (None on workers); raises FedrunError on failure."""
+    job. Returns the summary on rank 0 (None on workers); raises FedrunError on failure. Like a
+    rank, it sets this process's torch threads and allocator (`runtime.threads`, `.malloc`)."""
     from fedrun.comm import LaunchEnv
     from fedrun.main import execute
 

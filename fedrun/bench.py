@@ -139,7 +139,8 @@ def run_ceiling(j: Job) -> dict:
     results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     rounds = [max(r["rounds"][i] for r in results) for i in range(j.rounds)]
     steady = rounds[1:] or rounds
-    return {"round_s": sum(steady) / len(steady)}
+    retained = all(r["malloc_retained"] for r in results)
+    return {"round_s": sum(steady) / len(steady), "malloc_retained": retained}
 
 
 def workload(j: Job, repeat: int) -> dict:
@@ -235,7 +236,7 @@ def internal_ceiling(j: Job, rank: int) -> dict:
 
     torch, cfg, ds, model = _setup(j)
     torch.set_num_threads(1)
-    malloc.configure(cfg.runtime.malloc)
+    retained = malloc.configure(cfg.runtime.malloc)
     data = ds.client_data(cfg, clients_of(rank, j.clients, NPROC))
     start = {k: v.clone() for k, v in model.state_dict().items()}
     gen = torch.Generator().manual_seed(0)
@@ -247,7 +248,7 @@ def internal_ceiling(j: Job, rank: int) -> dict:
                 model.load_state_dict(start)
                 _local_train(torch, model, data[c].train.x, data[c].train.y, j, gen)
         times.append(time.perf_counter() - t0)
-    return {"rounds": times}
+    return {"rounds": times, "malloc_retained": retained}
 
 
 # --- D and E ----------------------------------------------------------------------------------

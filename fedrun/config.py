@@ -185,8 +185,9 @@ class RuntimeConfig:
     """What each rank's C allocator (glibc) does with freed memory: `retain` keeps it for the
     next training step (blocks under 32 MiB from the heap, up to 1 GiB kept free) instead of
     returning it to the kernel and page-faulting it back (5-15% of a CPU worker's round);
-    `system` keeps glibc's defaults. MALLOC_*_ variables, GLIBC_TUNABLES or a preloaded
-    allocator win over it."""
+    `system` keeps glibc's defaults. MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_, their
+    GLIBC_TUNABLES forms or a preloaded allocator win over it. It lasts for the process: fedrun.run
+    changes its caller's allocator as it does its torch threads."""
     out: str = ""
     """Run directory (resolved config, metrics.jsonl, final_model.pt); empty = runs/<timestamp>."""
     overwrite: bool = False

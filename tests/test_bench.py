@@ -1,10 +1,13 @@
 """The benchmark and soak scripts run on tiny sizes and write their results (no timing checks)."""
 
 import json
+import platform
 import subprocess
 import sys
 
 import pytest
+
+from fedrun.malloc import user_allocator_settings
 
 from .conftest import REPO
 
@@ -26,6 +29,9 @@ def test_bench_runs_every_workload_small(tmp_path):
         assert [run["rounds"] for run in r["runs"]["python -m fedrun"]] == [3]
         assert r["fedrun"]["round_s"] > 0 and r["ceiling"]["round_s"] > 0
         assert set(r["end_to_end_s"]) == {"torchrun", "python -m fedrun", "bare"}
+        # the ceiling's processes run with fedrun's allocator setting, where there is one
+        expected = platform.libc_ver()[0] == "glibc" and not user_allocator_settings()
+        assert [run["malloc_retained"] for run in r["runs"]["ceiling"]] == [expected]
     d = res["D"]["1000000"]
     assert d["memcpy_GBps"] > 0 and d["shm_GBps"] > 0 and d["gloo_GBps"] > 0
     assert [run["clients"] for run in res["E"]["runs"]] == [20, 200]

@@ -3,34 +3,39 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
 import pytest
 
-from fedrun.malloc import user_allocator_settings
+from fedrun.malloc import USER_SETTINGS, user_allocator_settings
 
 from .conftest import REPO, torchrun
 from .userpkg.memprobe import PAGES
 
+GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 PROBE = (
     "import sys; from fedrun import malloc; from tests.userpkg.memprobe import refaults; "
     "print(malloc.configure(sys.argv[1]), *refaults())"
 )
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment without the user's allocator settings (which would win over fedrun's)."""
+    return {k: v for k, v in os.environ.items() if k not in USER_SETTINGS}
+
+
 def _probe(mode: str, **env: str) -> tuple[str, int, int]:
     """In a fresh process: configure(mode), then the two passes' page faults."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("MALLOC_TRIM_THRESHOLD_",
-             "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES", "LD_PRELOAD")}  # fmt: skip
     p = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, capture_output=True,
-                       text=True, timeout=60, env={**clean, **env})  # fmt: skip
+                       text=True, timeout=60, env={**_clean_env(), **env})  # fmt: skip
     assert p.returncode == 0, p.stderr
     applied, first, second = p.stdout.split()
     return applied, int(first), int(second)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+@GLIBC
 def test_retain_reuses_freed_memory_where_glibc_gives_it_back():
     applied, first, second = _probe("retain")
     assert applied == "True"
@@ -41,7 +46,7 @@ def test_retain_reuses_freed_memory_where_glibc_gives_it_back():
     assert applied == "False" and second >= first // 2 >= PAGES // 4
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+@GLIBC
 def test_the_users_allocator_settings_win():
     applied, first, second = _probe("retain", MALLOC_TRIM_THRESHOLD_="131072")
     assert applied == "False" and second >= first // 2 >= PAGES // 4
@@ -54,20 +59,25 @@ def test_user_allocator_settings_are_recognised():
         "GLIBC_TUNABLES"
     )
     assert user_allocator_settings({"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2"}) == ""
+    assert user_allocator_settings({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) == ""
     assert user_allocator_settings({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}) == "LD_PRELOAD"
     assert user_allocator_settings({"LD_PRELOAD": "/opt/libfoo.so"}) == ""
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+@GLIBC
 @pytest.mark.parametrize("mode", ["retain", "system"])
-def test_every_rank_runs_with_the_configured_allocator(tmp_path, mode):
+def test_every_rank_runs_with_the_configured_allocator(tmp_path, mode, monkeypatch):
     """Under torchrun, the server and the workers keep freed memory by default (`retain`), and
     `--malloc system` leaves glibc's defaults, which fault it in again."""
     job = ["--task", "tests.userpkg.tasks:Refaults", "--num-clients", "5",
-           "--clients-per-round", "5", "--rounds", "1", "--malloc", mode]  # fmt: skip
-    env = {"FEDRUN_TEST_DIR": str(tmp_path)}
-    res = torchrun(3, *job, out=tmp_path / "run", env=env, timeout=90)
+           "--clients-per-round", "5", "--rounds", "1"]  # fmt: skip
+    if mode == "system":
+        job += ["--malloc", "system"]
+    for name in USER_SETTINGS:  # the ranks inherit this environment
+        monkeypatch.delenv(name, raising=False)
+    res = torchrun(3, *job, out=tmp_path / "run", env={"FEDRUN_TEST_DIR": str(tmp_path)},
+                   timeout=90)  # fmt: skip
     assert res.returncode == 0, res.stderr
     faults = {f.name: [int(x) for x in f.read_text().split()] for f in tmp_path.glob("[0-9]")}
     assert sorted(faults) == ["0", "1", "2"]
