@@ -8,11 +8,9 @@ failure in the FAILURES slot, prints the traceback, and waits for the server's A
 from __future__ import annotations
 
 import math
-import random
 import sys
 import traceback
 
-import numpy as np
 import torch
 
 from fedrun.comm import Comm
@@ -24,7 +22,7 @@ from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot
 from fedrun.sampling import clients_of, host_of, sample_clients
-from fedrun.seeding import derive_seed
+from fedrun.seeding import derive_seed, seed_globals
 from fedrun.strategies import build_strategy
 from fedrun.task import load_task
 
@@ -145,13 +143,10 @@ class Worker:
             return
         seed = derive_seed(self.cfg.fed.seed, "client", r, c)
         # dropout and other global-RNG draws of this client: the generators of the devices it
-        # computes on (torch.manual_seed would also queue seeds for every other device type,
-        # ~30% of a tiny client's time)
-        torch.default_generator.manual_seed(seed)
+        # computes on, and Python's and numpy's for user code
+        seed_globals(seed)
         if self.comm.device.type == "cuda":
             torch.cuda.manual_seed(seed)
-        random.seed(seed)  # and user code that draws from Python's or numpy's global RNGs
-        np.random.seed(seed % 2**32)
         gen = torch.Generator().manual_seed(seed)  # this client's shuffling
         self.spec.load(self.model, self.global_vec)
         loss_sum, seen = self.task.train(

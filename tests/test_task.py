@@ -1,7 +1,9 @@
 """Bring-your-own-code: a user's task module, as the README documents it."""
 
 import json
+import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -154,3 +156,32 @@ def test_a_user_train_runs_in_train_mode_and_config_is_not_mutated(tmp_path):
     data = task.client_data([0], torch.device("cpu"))[0].train
     task.train(model, None, data, cfg, torch.Generator(), torch.device("cpu"))
     assert seen == [True]
+
+
+def _global_rng_states():
+    return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+
+
+def _same_states(a, b) -> bool:
+    return torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
+
+
+def test_user_data_drawn_from_global_rngs_is_seeded_per_client_and_kept_from_the_caller():
+    """client_data and server_data run under their own derived seeds: a client gets the same
+    data on every run whichever worker hosts it (alone or with others, whatever the global RNGs
+    held), and the caller's global RNGs are left as they were."""
+    args = ["--task", "tests.userpkg.tasks:GlobalRandom", "--num-clients", "3"]
+    task = load_task(parse_args(args))
+    cpu = torch.device("cpu")
+    torch.manual_seed(1)
+    before = _global_rng_states()
+    together = task.client_data([0, 1, 2], cpu)
+    central = task.central_data(cpu)
+    assert _same_states(before, _global_rng_states())
+    torch.manual_seed(2), np.random.seed(2), random.seed(2)
+    alone = task.client_data([2], cpu)
+    assert torch.equal(alone[2].train.x, together[2].train.x)
+    assert not torch.equal(together[1].train.x, together[2].train.x)  # a stream per client
+    assert torch.equal(task.central_data(cpu).x, central.x)
+    other_seed = load_task(parse_args([*args, "--seed", "7"]))
+    assert not torch.equal(other_seed.client_data([2], cpu)[2].train.x, together[2].train.x)

@@ -1,8 +1,10 @@
 """User tasks for the tests, written the way the README tells users to."""
 
 import os
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
@@ -106,6 +108,22 @@ class ForkedFrom(Tensors):
         parent_threads = len(os.listdir(f"/proc/{os.getppid()}/task"))
         Path(os.environ["FEDRUN_TEST_DIR"], os.environ["RANK"]).write_text(str(parent_threads))
         return super().model()
+
+
+class GlobalRandom(Tensors):
+    """Data drawn from the global RNGs of torch, numpy and Python, unseeded, as the README's
+    example task draws its central set."""
+
+    @staticmethod
+    def _draw(n: int):
+        x = torch.randn(n, 3) + torch.from_numpy(np.random.rand(n, 3)).float() + random.random()
+        return TensorDataset(x, x.argmax(1))
+
+    def client_data(self, client_id, num_clients):
+        return self._draw(10), None
+
+    def server_data(self):
+        return self._draw(20)
 
 
 class Refaults(Tensors):
