@@ -9,10 +9,9 @@ in two took ~50,000 page faults (200 MB) per round that way and ran 5-15% slower
 loop without them. `retain` fixes both thresholds so that blocks under 32 MiB come from the heap
 and the main thread's heap keeps up to 1 GiB of free memory for the next step (other threads'
 arenas still unmap a heap that empties entirely; training allocates on the main thread), as CPU
-training launchers do
-with jemalloc's decay settings and as CUDA's caching allocator does on a GPU. Freed blocks are
-reused first, so the peak barely moves (bench E: server 585 MiB, 583 before); memory freed after
-the peak stays with the process.
+training launchers do with jemalloc's decay settings and as CUDA's caching allocator does on a
+GPU. Freed blocks are reused first, so the peak barely moves (bench E: server 585 MiB, 583
+before); memory freed after the peak stays with the process.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from fedrun.config import Config
 from fedrun.data import DatasetInfo
 from fedrun.errors import ConfigError
 from fedrun.imports import import_object
-from fedrun.seeding import call_seeded, derive_seed
+from fedrun.seeding import derive_seed, kept_global_rngs, seed_globals
 
 
 def logreg(info: DatasetInfo, cfg: Config) -> nn.Module:
@@ -114,7 +114,11 @@ def from_factory(path: str, info: DatasetInfo) -> nn.Module:
 def seeded(cfg: Config, factory: Callable[[], nn.Module]) -> nn.Module:
     """`factory()` under the (seed, "init") stream, without touching the global RNGs: every rank
     builds the same initial model (the server's copy is broadcast before round 1 anyway)."""
-    return call_seeded(derive_seed(cfg.fed.seed, "init"), factory)
+    seed = derive_seed(cfg.fed.seed, "init")
+    with kept_global_rngs():
+        torch.manual_seed(seed)  # every device type: a factory may build on a GPU
+        seed_globals(seed)
+        return factory()
 
 
 def build_model(cfg: Config, info: DatasetInfo, device: torch.device | str = "cpu") -> nn.Module:
