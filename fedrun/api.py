@@ -33,15 +33,20 @@ def run(config: Config) -> dict[str, Any] | None:
 RANK_MODULES = ["fedrun.main", "fedrun.server", "fedrun.worker"]
 
 
+def has_fork_server() -> bool:
+    """Whether multiprocessing offers a fork server here (POSIX)."""
+    import multiprocessing
+
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
 def start_fork_server() -> bool:
     """Start the single-threaded process the ranks will be forked from, and have it import torch
     and fedrun now: on a multi-core machine that overlaps with the caller's own imports. The
     ranks must not be forked from the launcher itself: by then its rendezvous store runs a
     server thread, and a child forked while that thread holds a lock can hang at start-up.
     Returns False where there is no fork server (not POSIX)."""
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    if not has_fork_server():
         return False
     from multiprocessing import forkserver
 
@@ -133,19 +138,17 @@ def launch(
     `start_method` "auto" forks the ranks from a fork server that imported torch and fedrun
     once (`start_fork_server`), which on a small machine saves seconds of start-up (each rank
     would import torch anew); "spawn" where there is none."""
-    import multiprocessing
-
     config.validate()  # fail here, before any process starts
-    chosen = start_method == "auto"
-    if chosen:
-        forkserver = "forkserver" in multiprocessing.get_all_start_methods()
-        start_method = "forkserver" if forkserver else "spawn"
+    # "auto" with a fork server: this call starts it, and stops it at the end
+    own_server = start_method == "auto" and has_fork_server()
+    if start_method == "auto":
+        start_method = "forkserver" if own_server else "spawn"
     if start_method != "fork" and _called_unguarded_from_main_script():
         raise FedrunError(
             "fedrun.launch: the ranks import your script, as multiprocessing does, and would "
             'call launch again; put the call under `if __name__ == "__main__":`'
         )
-    if chosen and start_method == "forkserver":
+    if own_server:
         start_fork_server()
 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -170,6 +173,6 @@ def launch(
         results = elastic_launch(lc, entrypoint=run)(config)
     finally:
         # one per launch: the ranks take their environment from it, as it was when it started
-        if chosen and start_method == "forkserver":
+        if own_server:
             stop_fork_server()
     return results[0]

@@ -21,15 +21,18 @@ PROBE = (
 )
 
 
-def _clean_env() -> dict[str, str]:
-    """This environment without the user's allocator settings (which would win over fedrun's)."""
-    return {k: v for k, v in os.environ.items() if k not in USER_SETTINGS}
+@pytest.fixture(autouse=True)
+def _no_user_allocator_settings(monkeypatch):
+    """The user's allocator settings would win over fedrun's: none here, nor in the processes
+    these tests start."""
+    for name in USER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
 
 
 def _probe(mode: str, **env: str) -> tuple[str, int, int]:
     """In a fresh process: configure(mode), then the two passes' page faults."""
     p = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=REPO, capture_output=True,
-                       text=True, timeout=60, env={**_clean_env(), **env})  # fmt: skip
+                       text=True, timeout=60, env={**os.environ, **env})  # fmt: skip
     assert p.returncode == 0, p.stderr
     applied, first, second = p.stdout.split()
     return applied, int(first), int(second)
@@ -67,15 +70,13 @@ def test_user_allocator_settings_are_recognised():
 @pytest.mark.slow
 @GLIBC
 @pytest.mark.parametrize("mode", ["retain", "system"])
-def test_every_rank_runs_with_the_configured_allocator(tmp_path, mode, monkeypatch):
+def test_every_rank_runs_with_the_configured_allocator(tmp_path, mode):
     """Under torchrun, the server and the workers keep freed memory by default (`retain`), and
     `--malloc system` leaves glibc's defaults, which fault it in again."""
     job = ["--task", "tests.userpkg.tasks:Refaults", "--num-clients", "5",
            "--clients-per-round", "5", "--rounds", "1"]  # fmt: skip
     if mode == "system":
         job += ["--malloc", "system"]
-    for name in USER_SETTINGS:  # the ranks inherit this environment
-        monkeypatch.delenv(name, raising=False)
     res = torchrun(3, *job, out=tmp_path / "run", env={"FEDRUN_TEST_DIR": str(tmp_path)},
                    timeout=90)  # fmt: skip
     assert res.returncode == 0, res.stderr
