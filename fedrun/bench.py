@@ -5,7 +5,8 @@ For each workload it runs, in one invocation:
   * a bare single-process FedAvg loop doing the same work, as the tutorials write it;
   * the compute ceiling: the same local training split over the same worker processes with no
     federated machinery at all (no broadcast, no reduce, no evaluation), in processes set up as
-    fedrun's ranks are (one torch thread, freed memory retained).
+    fedrun's ranks are (one torch thread, freed memory retained) and with fedrun's local SGD
+    (the bare loop keeps torch.optim.SGD, as users write it).
 A: the seed job (CIFAR-shaped fake data, the seed CNN, 2 clients x 5000, batch 32, SGD 0.001
    momentum 0.9, 1 epoch, 3 rounds, 3 processes). B: 100 clients x 500, 10 per round, 5 rounds.
 C: 10,000 clients x 20, 1,000 per round, logistic regression. D: broadcast + reduce of 10M and
@@ -190,10 +191,10 @@ def _setup(j: Job):
     return torch, cfg, DATASETS["fake"], build_model(cfg, info)
 
 
-def _local_train(torch, model, x, y, j: Job, gen) -> None:
+def _local_train(torch, model, x, y, j: Job, gen, sgd) -> None:
     import torch.nn.functional as F
 
-    opt = torch.optim.SGD(model.parameters(), lr=j.lr, momentum=j.momentum)
+    opt = sgd(model.parameters(), lr=j.lr, momentum=j.momentum)
     perm = torch.randperm(len(x), generator=gen)
     for i in range(0, len(x), j.batch):
         idx = perm[i : i + j.batch]
@@ -216,7 +217,7 @@ def internal_bare(j: Job) -> dict:
         states, weights = [], []
         for c in sample_clients(j.clients, j.per_round, 0, r):
             model.load_state_dict(global_sd)
-            _local_train(torch, model, data[c].train.x, data[c].train.y, j, gen)
+            _local_train(torch, model, data[c].train.x, data[c].train.y, j, gen, torch.optim.SGD)
             states.append(copy.deepcopy(model.state_dict()))
             weights.append(len(data[c].train))
         total = sum(weights)
@@ -230,8 +231,10 @@ def internal_bare(j: Job) -> dict:
 def internal_ceiling(j: Job, rank: int) -> dict:
     """Worker `rank`'s share of local training, timed per round; nothing else. The process runs
     as fedrun's ranks do (one torch thread, freed memory retained): the ceiling is the training,
-    not a process setting fedrun makes."""
+    not a process setting fedrun makes, and it trains with fedrun's SGD (fedrun/optim.py): the
+    ceiling is the same local training, the gap the federated machinery."""
     from fedrun import malloc
+    from fedrun.optim import SGD
     from fedrun.sampling import clients_of, host_of, sample_clients
 
     torch, cfg, ds, model = _setup(j)
@@ -246,7 +249,7 @@ def internal_ceiling(j: Job, rank: int) -> dict:
         for c in sample_clients(j.clients, j.per_round, 0, r):
             if host_of(c, NPROC) == rank:
                 model.load_state_dict(start)
-                _local_train(torch, model, data[c].train.x, data[c].train.y, j, gen)
+                _local_train(torch, model, data[c].train.x, data[c].train.y, j, gen, SGD)
         times.append(time.perf_counter() - t0)
     return {"rounds": times, "malloc_retained": retained}
 

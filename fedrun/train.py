@@ -17,6 +17,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from fedrun.config import TrainConfig
 from fedrun.data import Split
+from fedrun.optim import SGD
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -81,7 +82,7 @@ def batches(loader, steps: int, epochs: int) -> Iterator[tuple[torch.Tensor, tor
 
 def local_train(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: SGD,
     data: Split | TorchDataset,
     cfg: TrainConfig,
     loss_fn: LossFn,
@@ -90,7 +91,7 @@ def local_train(
 ) -> tuple[float, int]:
     """Train `model` in place; returns (sum of batch-mean losses x batch sizes, samples seen).
     The optimizer's state (momentum) is cleared first: every client starts fresh."""
-    optimizer.state.clear()
+    optimizer.reset()
     model.train()
     loss_sum = torch.zeros((), device=device)
     seen = 0
@@ -100,7 +101,7 @@ def local_train(
     for xb, yb in batches(loader, cfg.local_steps, cfg.local_epochs):
         if move:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss = loss_fn(model(xb), yb)
         loss.backward()
         optimizer.step()

@@ -20,6 +20,7 @@ from fedrun.errors import Aborted, FedrunError
 from fedrun.exchange import make_exchange
 from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
+from fedrun.optim import SGD
 from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot
 from fedrun.sampling import clients_of, host_of, sample_clients
 from fedrun.seeding import derive_seed, seed_globals
@@ -49,7 +50,7 @@ class Worker:
         self.model = self.task.model(dev)
         self.spec = FlatSpec.of(self.model)
         t = cfg.train
-        self.optimizer = torch.optim.SGD(
+        self.optimizer = SGD(
             self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
         )
         self.strategy = build_strategy(cfg.strategy)

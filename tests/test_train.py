@@ -6,6 +6,7 @@ from torch import nn
 
 from fedrun.config import TrainConfig
 from fedrun.data import Split
+from fedrun.optim import SGD
 from fedrun.train import TensorLoader, batches, evaluate, local_train, loss_for, make_loader
 
 
@@ -66,10 +67,10 @@ def test_optimizer_state_is_fresh_for_every_client():
     start = _model()
     # client B alone, with a fresh model and optimizer
     alone = copy.deepcopy(start)
-    _train(alone, torch.optim.SGD(alone.parameters(), lr=0.1, momentum=0.9), _data(seed=2), cfg, 7)
+    _train(alone, SGD(alone.parameters(), lr=0.1, momentum=0.9), _data(seed=2), cfg, 7)
     # the reused model and optimizer: client A first, then B from the same start
     reused = copy.deepcopy(start)
-    opt = torch.optim.SGD(reused.parameters(), lr=0.1, momentum=0.9)
+    opt = SGD(reused.parameters(), lr=0.1, momentum=0.9)
     _train(reused, opt, _data(seed=1), cfg, 3)
     reused.load_state_dict(start.state_dict())
     _train(reused, opt, _data(seed=2), cfg, 7)
@@ -80,10 +81,10 @@ def test_optimizer_state_is_fresh_for_every_client():
 def test_loss_sum_and_samples_seen():
     cfg = TrainConfig(lr=0.1, batch_size=16, local_epochs=3)
     model = _model()
-    loss_sum, seen = _train(model, torch.optim.SGD(model.parameters(), lr=0.1), _data(), cfg, 0)
+    loss_sum, seen = _train(model, SGD(model.parameters(), lr=0.1), _data(), cfg, 0)
     assert seen == 120 and 0 < loss_sum / seen < 5
     cfg = TrainConfig(lr=0.1, batch_size=16, local_steps=4)
-    loss_sum, seen = _train(model, torch.optim.SGD(model.parameters(), lr=0.1), _data(), cfg, 0)
+    loss_sum, seen = _train(model, SGD(model.parameters(), lr=0.1), _data(), cfg, 0)
     assert seen == 16 + 16 + 8 + 16
 
 
