@@ -28,6 +28,13 @@ def test_bench_runs_every_workload_small(tmp_path):
         assert [run["rounds"] for run in r["runs"]["torchrun"]] == [3]
         assert [run["rounds"] for run in r["runs"]["python -m fedrun"]] == [3]
         assert r["fedrun"]["round_s"] > 0 and r["ceiling"]["round_s"] > 0
+        by = r["fedrun"]["round_s_by_launcher"]
+        assert (
+            set(by)
+            == set(r["throughput_vs_ceiling_by_launcher"])
+            == {"torchrun", "python -m fedrun"}
+        )
+        assert by["torchrun"] == r["runs"]["torchrun"][0]["round_s"]  # one run: its own value
         assert set(r["end_to_end_s"]) == {"torchrun", "python -m fedrun", "bare"}
         # the ceiling's processes run with fedrun's allocator setting, where there is one
         expected = platform.libc_ver()[0] == "glibc" and not user_allocator_settings()
