@@ -31,6 +31,9 @@ NAN_TASK = [
         (torch.tensor([float("inf"), 0.0]), 100.0, "NaN or Inf"),
         (torch.tensor([3.0, 4.0]), 4.9, "L2 norm 5 > --max-update-norm 4.9"),
         (torch.tensor([3.0, 4.0]), 5.1, ""),
+        # summed in float64: finite although the norm (4.2e38) overflows float32
+        (torch.tensor([3e38, 3e38]), 0.0, ""),
+        (torch.tensor([3.0, 4.0], dtype=torch.bfloat16), 4.9, "L2 norm 5 > --max-update-norm 4.9"),
     ],
 )
 def test_bad_update_rule(delta, bound, expected):
