@@ -4,7 +4,8 @@ torch.optim.Optimizer imports torch._dynamo the first time an optimizer is built
 per process here, in every worker's start-up, before the first round) and routes each step
 and zero_grad through hooks and dynamo guards (~35 us a step for the seed CNN). The update here
 is torch.optim.SGD's (dampening 0, no Nesterov) with the same operations in the same order, so
-the parameters come out bitwise equal (tests/test_optim.py compares them step by step).
+the parameters come out bitwise equal (tests/test_optim.py compares them step by step on the
+CPU; on CUDA, torch.optim.SGD takes the same foreach kernels by default).
 
 Local training needs only `reset` (each client starts with no momentum), `zero_grad` and
 `step`; a strategy that changes the local objective (FedProx's proximal term, SCAFFOLD's

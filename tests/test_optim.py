@@ -21,7 +21,9 @@ def _model() -> nn.Module:
 
 def _batches(n: int):
     g = torch.Generator().manual_seed(1)
-    return [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g))] * n
+    x = torch.randn(n, 8, 3, 8, 8, generator=g)
+    y = torch.randint(0, 3, (n, 8), generator=g)
+    return list(zip(x, y, strict=True))  # a different batch every step
 
 
 def _step(model, opt, xb, yb, frozen=None):
