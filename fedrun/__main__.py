@@ -9,6 +9,7 @@ on 2 cores take ~1.8 s). Across nodes, use torchrun (launch/, docs/cluster.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -94,6 +95,7 @@ if __name__ == "__main__":
     # end to end, and there is nothing left to do (the ranks have exited, the fork server is
     # stopped). Only buffered output remains: flush it.
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a reader that left (`| head`) takes nothing more
+            stream.flush()
     os._exit(code)
