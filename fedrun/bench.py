@@ -146,16 +146,19 @@ def run_ceiling(j: Job) -> dict:
 
 def workload(j: Job, repeat: int) -> dict:
     """A, B or C: each contender `repeat` times, interleaved so that a slow spell of the machine
-    hits them alike; medians. The round time is fedrun's training phase after the first round:
-    pooled over both launchers (they run the same ranks) and per launcher (forked and fresh
-    ranks have measured ~1% apart)."""
-    runs: dict[str, list[dict]] = {k: [] for k in (*LAUNCHERS, "bare", "ceiling")}
-    for _ in range(repeat):
-        for launcher in LAUNCHERS:
-            with tempfile.TemporaryDirectory() as tmp:
-                runs[launcher].append(run_fedrun(j, Path(tmp) / "run", launcher))
-        runs["bare"].append(run_bare(j))
-        runs["ceiling"].append(run_ceiling(j))
+    hits them alike, and in a rotating order, so that none always runs after the same one (in
+    one check, forked ranks right after a torchrun run computed ~1% slower); medians. The round
+    time is fedrun's training phase after the first round: pooled over both launchers (they run
+    the same ranks) and per launcher."""
+    contenders = (*LAUNCHERS, "bare", "ceiling")
+    runs: dict[str, list[dict]] = {k: [] for k in contenders}
+    for i in range(repeat):
+        for k in contenders[i % len(contenders) :] + contenders[: i % len(contenders)]:
+            if k in LAUNCHERS:
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs[k].append(run_fedrun(j, Path(tmp) / "run", k))
+            else:
+                runs[k].append(run_bare(j) if k == "bare" else run_ceiling(j))
     fed_rounds = [r["round_s"] for k in LAUNCHERS for r in runs[k]]
     by_launcher = {k: statistics.median(r["round_s"] for r in runs[k]) for k in LAUNCHERS}
     fed = {

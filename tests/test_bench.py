@@ -45,6 +45,23 @@ def test_bench_runs_every_workload_small(tmp_path):
     assert "throughput" in p.stdout and f"wrote {out}" in p.stdout
 
 
+def test_contenders_take_turns_going_first(monkeypatch):
+    """Repeats rotate the order: each contender goes first once in four repeats, so none is
+    always measured right after the same other one."""
+    from fedrun import bench
+
+    order: list[str] = []
+    run = {"round_s": 1.0, "startup_s": 1.0, "end_to_end_s": 1.0, "rounds": 3}
+    monkeypatch.setattr(bench, "run_fedrun", lambda j, out, k: order.append(k) or dict(run))
+    monkeypatch.setattr(bench, "run_bare", lambda j: order.append("bare") or dict(run))
+    monkeypatch.setattr(bench, "run_ceiling", lambda j: order.append("ceiling") or dict(run))
+    res = bench.workload(bench.job("A", small=True), repeat=4)
+    rounds = [order[i : i + 4] for i in range(0, 16, 4)]
+    assert [r[0] for r in rounds] == ["torchrun", "python -m fedrun", "bare", "ceiling"]
+    assert all(sorted(r) == sorted(rounds[0]) for r in rounds)  # each runs once per repeat
+    assert {k: len(v) for k, v in res["runs"].items()} == dict.fromkeys(rounds[0], 4)
+
+
 def test_soak_script_small():
     p = subprocess.run(
         [sys.executable, "bench/soak.py", "--clients", "60", "--rounds", "30", "--early", "5",
