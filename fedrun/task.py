@@ -35,7 +35,7 @@ from fedrun.data import DATASETS, ClientData, DatasetInfo, Split
 from fedrun.errors import ConfigError
 from fedrun.imports import import_object
 from fedrun.models import build_model, seeded
-from fedrun.seeding import call_seeded, derive_seed, kept_global_rngs, seed_globals
+from fedrun.seeding import call_seeded, derive_seed
 from fedrun.train import LossFn, evaluate, local_train, loss_for, make_loader
 
 _TASK = "data.task (--task)"
@@ -178,19 +178,18 @@ def _user_task(cfg: Config) -> Task:
 
     def client_data(ids: list[int]) -> dict[int, ClientData]:
         out = {}
-        with kept_global_rngs():
-            for c in ids:
-                # under the client's own seed: user code drawing from the global RNGs gives
-                # client c the same data on every run, whichever worker hosts it
-                seed_globals(derive_seed(cfg.fed.seed, "client_data", c))
-                pair = obj.client_data(c, n)
-                if not (isinstance(pair, tuple) and len(pair) == 2):
-                    raise ConfigError(
-                        _TASK,
-                        f"client_data({c}, {n}) must return (train, test or None)",
-                        "return a 2-tuple of Datasets",
-                    )
-                out[c] = ClientData(*pair)
+        for c in ids:
+            # under the client's own seed: user code drawing from the global RNGs gives
+            # client c the same data on every run, whichever worker hosts it
+            seed = derive_seed(cfg.fed.seed, "client_data", c)
+            pair = call_seeded(seed, lambda c=c: obj.client_data(c, n))
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise ConfigError(
+                    _TASK,
+                    f"client_data({c}, {n}) must return (train, test or None)",
+                    "return a 2-tuple of Datasets",
+                )
+            out[c] = ClientData(*pair)
         return out
 
     server_data = getattr(obj, "server_data", None)
