@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fedrun import comm
 from fedrun.config import parse_args
+from fedrun.errors import JoinTimeout
 from fedrun.seeding import derive_seed
 from fedrun.worker import bad_update
 
@@ -134,3 +136,58 @@ def test_rank_stuck_before_joining_is_named_after_the_join_timeout(tmp_path, stu
         r"\S+:\d+: see its output",
         lines[0],
     ), lines[0]
+
+
+class _JoinStore:
+    """The store calls wait_for_all_ranks makes; the other ranks join after `late` polls."""
+
+    def __init__(self, world: int, late: int) -> None:
+        self.world, self.late, self.polls = world, late, 0
+        self.keys: set[str] = set()
+
+    def set(self, key, value):
+        self.keys.add(key)
+
+    def add(self, key, n):
+        if n == 0:
+            self.polls += 1
+        return self.world if self.polls > self.late else 1
+
+    def check(self, keys):
+        return all(k in self.keys for k in keys)
+
+
+@pytest.mark.parametrize("late", [0, 3, 2000])
+def test_join_polls_every_5_ms_at_first_then_every_100_ms(monkeypatch, late):
+    """Ranks of one node arrive within ~0.1 s of each other: the wait notices the last one
+    within 5 ms (a doubling backoff to 0.1 s cost every start ~0.08 s); after 5 s (other nodes
+    still starting) it polls every 0.1 s. A fake clock: the sleeps are recorded, not slept."""
+    clock = [0.0]
+    pauses: list[float] = []
+
+    def sleep(s):
+        pauses.append(s)
+        clock[0] += s
+
+    monkeypatch.setattr(comm.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(comm.time, "sleep", sleep)
+    env = comm.LaunchEnv(0, 3, 0, 3, "127.0.0.1", 1, 0)
+    comm.wait_for_all_ranks(_JoinStore(3, late), env, 300)
+    assert len(pauses) == late
+    fast = [p for i, p in enumerate(pauses) if sum(pauses[:i]) < 5]  # the clock as it ran
+    assert fast == [0.005] * len(fast)
+    assert len(fast) == late if late < 1000 else abs(len(fast) - 1000) <= 1  # float sums
+    assert pauses[len(fast) :] == [0.1] * (late - len(fast))
+
+
+def test_join_wait_names_the_missing_ranks_when_time_is_up(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(comm.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(comm.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    store = _JoinStore(3, late=10**9)
+    store.keys = {"joined/0", "joined/2"}
+    env = comm.LaunchEnv(2, 3, 2, 3, "10.0.0.1", 29500, 0)
+    with pytest.raises(JoinTimeout, match=r"rank 0: start-up: rank\(s\) \[1\] did not join") as e:
+        comm.wait_for_all_ranks(store, env, 7)
+    assert not e.value.reporter  # rank 0 reports it; this is rank 2
+    assert 7 <= clock[0] <= 7.1 + 1e-9
