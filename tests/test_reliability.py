@@ -157,20 +157,20 @@ class _JoinStore:
         return all(k in self.keys for k in keys)
 
 
+@pytest.fixture
+def pauses(monkeypatch) -> list[float]:
+    """A fake clock for fedrun.comm: its sleeps are recorded (and returned), not slept."""
+    slept: list[float] = []
+    monkeypatch.setattr(comm.time, "monotonic", lambda: sum(slept))
+    monkeypatch.setattr(comm.time, "sleep", slept.append)
+    return slept
+
+
 @pytest.mark.parametrize("late", [0, 3, 2000])
-def test_join_polls_every_5_ms_at_first_then_every_100_ms(monkeypatch, late):
+def test_join_polls_every_5_ms_at_first_then_every_100_ms(pauses, late):
     """Ranks of one node arrive within ~0.1 s of each other: the wait notices the last one
     within 5 ms (a doubling backoff to 0.1 s cost every start ~0.08 s); after 5 s (other nodes
-    still starting) it polls every 0.1 s. A fake clock: the sleeps are recorded, not slept."""
-    clock = [0.0]
-    pauses: list[float] = []
-
-    def sleep(s):
-        pauses.append(s)
-        clock[0] += s
-
-    monkeypatch.setattr(comm.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(comm.time, "sleep", sleep)
+    still starting) it polls every 0.1 s."""
     env = comm.LaunchEnv(0, 3, 0, 3, "127.0.0.1", 1, 0)
     comm.wait_for_all_ranks(_JoinStore(3, late), env, 300)
     assert len(pauses) == late
@@ -180,14 +180,11 @@ def test_join_polls_every_5_ms_at_first_then_every_100_ms(monkeypatch, late):
     assert pauses[len(fast) :] == [0.1] * (late - len(fast))
 
 
-def test_join_wait_names_the_missing_ranks_when_time_is_up(monkeypatch):
-    clock = [0.0]
-    monkeypatch.setattr(comm.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(comm.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+def test_join_wait_names_the_missing_ranks_when_time_is_up(pauses):
     store = _JoinStore(3, late=10**9)
     store.keys = {"joined/0", "joined/2"}
     env = comm.LaunchEnv(2, 3, 2, 3, "10.0.0.1", 29500, 0)
     with pytest.raises(JoinTimeout, match=r"rank 0: start-up: rank\(s\) \[1\] did not join") as e:
         comm.wait_for_all_ranks(store, env, 7)
     assert not e.value.reporter  # rank 0 reports it; this is rank 2
-    assert 7 <= clock[0] <= 7.1 + 1e-9
+    assert 7 <= sum(pauses) <= 7.1 + 1e-9
