@@ -111,7 +111,7 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
         return _said_once(e, env.local_rank == 0), None
 
     # Each rank imports its own role only (a worker has no use for the server's outputs,
-    # reports and strategies: ~20 ms of its start-up).
+    # reports and checkpoints: ~20 ms of its start-up).
     if env.rank == 0:
         from fedrun.server import Server as Role
     else:
