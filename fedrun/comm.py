@@ -24,6 +24,7 @@ from fedrun.faults import maybe_crash
 RUN_HINT = "launch with: torchrun --nproc_per_node=3 -m fedrun.main [flags]"
 SHM_MIN_NUMEL = 1 << 20  # below ~4 MB gloo's loopback costs about what the doorbells do
 JOIN_POLL_FAST, JOIN_FAST_FOR, JOIN_POLL_SLOW = 0.005, 5.0, 0.1  # seconds: see wait_for_all_ranks
+JOIN_POLLS_PER_S = 2000  # all ranks' join polls together at most, for the store's sake
 
 
 def free_port() -> int:
@@ -114,13 +115,15 @@ def wait_for_all_ranks(store: dist.Store, env: LaunchEnv, seconds: float) -> Non
     # Polled (one counter read; a timed-out store.wait would add C++ socket warnings to the
     # one-line error): every JOIN_POLL_FAST s at first, since ranks of one node that import
     # torch together arrive within ~0.1 s of each other (a backoff to 0.1 s cost every start
-    # ~0.08 s after the last rank had joined), then every JOIN_POLL_SLOW s (other nodes).
+    # ~0.08 s after the last rank had joined), then every JOIN_POLL_SLOW s (other nodes). A
+    # large job polls less often at first, so that the one store serving it is not flooded.
+    fast = min(JOIN_POLL_SLOW, max(JOIN_POLL_FAST, env.world_size / JOIN_POLLS_PER_S))
     start = time.monotonic()
     while store.add("joined", 0) < env.world_size:
         waited = time.monotonic() - start
         if waited > seconds:
             break
-        time.sleep(JOIN_POLL_FAST if waited < JOIN_FAST_FOR else JOIN_POLL_SLOW)
+        time.sleep(fast if waited < JOIN_FAST_FOR else JOIN_POLL_SLOW)
     else:
         return
     missing = [r for r in range(env.world_size) if not store.check([f"joined/{r}"])]

@@ -1,6 +1,7 @@
 """Reliability: bad updates, bad input on every rank, stuck ranks. Each run under a timeout."""
 
 import json
+import math
 import re
 
 import pytest
@@ -166,17 +167,22 @@ def pauses(monkeypatch) -> list[float]:
     return slept
 
 
-@pytest.mark.parametrize("late", [0, 3, 2000])
-def test_join_polls_every_5_ms_at_first_then_every_100_ms(pauses, late):
+@pytest.mark.parametrize(
+    ("world", "late", "first"),
+    [(3, 0, 0.005), (3, 3, 0.005), (3, 2000, 0.005), (64, 300, 0.032), (512, 100, 0.1)],
+)
+def test_join_polls_fast_at_first_then_every_100_ms(pauses, world, late, first):
     """Ranks of one node arrive within ~0.1 s of each other: the wait notices the last one
-    within 5 ms (a doubling backoff to 0.1 s cost every start ~0.08 s); after 5 s (other nodes
-    still starting) it polls every 0.1 s."""
-    env = comm.LaunchEnv(0, 3, 0, 3, "127.0.0.1", 1, 0)
-    comm.wait_for_all_ranks(_JoinStore(3, late), env, 300)
+    within 5 ms (a doubling backoff to 0.1 s cost every start ~0.08 s); a larger job polls
+    less often, all its ranks together at most 2000 times a second; after 5 s (other nodes
+    still starting) every rank polls every 0.1 s."""
+    env = comm.LaunchEnv(0, world, 0, world, "127.0.0.1", 1, 0)
+    comm.wait_for_all_ranks(_JoinStore(world, late), env, 300)
     assert len(pauses) == late
     fast = [p for i, p in enumerate(pauses) if sum(pauses[:i]) < 5]  # the clock as it ran
-    assert fast == [0.005] * len(fast)
-    assert len(fast) == late if late < 1000 else abs(len(fast) - 1000) <= 1  # float sums
+    assert fast == [first] * len(fast)
+    expected = math.ceil(5 / first)
+    assert len(fast) == late if late < expected else abs(len(fast) - expected) <= 1  # float sums
     assert pauses[len(fast) :] == [0.1] * (late - len(fast))
 
 
