@@ -3,6 +3,7 @@
 import json
 import math
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -160,10 +161,12 @@ class _JoinStore:
 
 @pytest.fixture
 def pauses(monkeypatch) -> list[float]:
-    """A fake clock for fedrun.comm: its sleeps are recorded (and returned), not slept."""
+    """A fake clock for fedrun.comm (only: the time module itself stays as it is): its sleeps
+    are recorded (and returned), not slept."""
     slept: list[float] = []
-    monkeypatch.setattr(comm.time, "monotonic", lambda: sum(slept))
-    monkeypatch.setattr(comm.time, "sleep", slept.append)
+    monkeypatch.setattr(
+        comm, "time", SimpleNamespace(monotonic=lambda: sum(slept), sleep=slept.append)
+    )
     return slept
 
 
