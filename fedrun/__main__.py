@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 
+from fedrun import checks
 from fedrun.api import launch, start_fork_server, stop_fork_server
 from fedrun.config import build_parser, parse_args
 from fedrun.errors import ConfigError, FedrunError, say
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in args or "--help" in args:
         launcher.print_help()
         print()
-        build_parser().print_help()
+        build_parser(checks.registry_choices()).print_help()
         return 0
     opts, rest = launcher.parse_known_args(args)
     try:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _validate_and_launch(rest: list[str], nproc_per_node: int, max_restarts: int) -> int:
     try:
-        cfg = parse_args(rest).validate()
+        cfg = checks.validate(parse_args(rest))
     except FedrunError as e:
         say(str(e))
         return e.exit_code

@@ -11,6 +11,7 @@ import tokenize
 import uuid
 from typing import Any
 
+from fedrun import checks
 from fedrun.config import Config
 from fedrun.errors import FedrunError
 
@@ -23,7 +24,7 @@ def run(config: Config) -> dict[str, Any] | None:
     from fedrun.main import execute
 
     env = LaunchEnv.from_environ()
-    code, summary = execute(config.validate(), env)
+    code, summary = execute(checks.validate(config), env)
     if code:
         raise FedrunError(f"the run failed (exit code {code}); the cause is printed above")
     return summary
@@ -138,7 +139,7 @@ def launch(
     `start_method` "auto" forks the ranks from a fork server that imported torch and fedrun
     once (`start_fork_server`), which on a small machine saves seconds of start-up (each rank
     would import torch anew); "spawn" where there is none."""
-    config.validate()  # fail here, before any process starts
+    checks.validate(config)  # fail here, before any process starts
     # "auto" with a fork server: this call starts it, and stops it at the end
     own_server = start_method == "auto" and has_fork_server()
     if start_method == "auto":

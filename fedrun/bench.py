@@ -190,14 +190,15 @@ def _setup(j: Job):
     import torch
 
     from fedrun.config import Config
-    from fedrun.data import DATASETS
     from fedrun.models import build_model
+    from fedrun.registry import DATASETS
 
     cfg = Config()
     cfg.data.dataset, cfg.data.fake_shape, cfg.data.fake_samples = "fake", j.shape, j.samples
     cfg.model.model, cfg.fed.num_clients = j.model, j.clients
-    info = DATASETS["fake"].info(cfg)
-    return torch, cfg, DATASETS["fake"], build_model(cfg, info)
+    fake = DATASETS.load("fake")
+    info = fake.info(cfg)
+    return torch, cfg, fake, build_model(cfg, info)
 
 
 def _local_train(torch, model, x, y, j: Job, gen, sgd) -> None:

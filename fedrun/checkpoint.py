@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from fedrun.config import Config
 from fedrun.errors import ConfigError
 
 _RESUME = "runtime.resume (--resume)"
@@ -33,7 +35,7 @@ def save(out: Path, state: dict[str, Any], keep: int, before_replace=None) -> Pa
     """Write OUT/checkpoints/round_NNNNNN.pt atomically; keep the newest `keep`."""
     folder = checkpoint_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"round_{state['round']:06d}.pt"
+    final = round_path(out, state["round"])
     tmp = folder / f".{final.name}.tmp"
     state = {**state, "rng": _rng_states()}
     torch.save(state, tmp)
@@ -44,7 +46,23 @@ def save(out: Path, state: dict[str, Any], keep: int, before_replace=None) -> Pa
     os.replace(tmp, final)
     for old in list_checkpoints(out)[:-keep]:
         old.unlink(missing_ok=True)
+        shutil.rmtree(client_state_dir(old), ignore_errors=True)
     return final
+
+
+def client_state_dir(path: Path) -> Path:
+    """Where the workers' per-client state of checkpoint `path` lives (round_NNNNNN.clients/)."""
+    return path.with_suffix(".clients")
+
+
+def is_checkpoint_round(round_: int, cfg: Config) -> bool:
+    """Rank 0 checkpoints after this round (and stateful workers save their stores in it)."""
+    every = cfg.runtime.checkpoint_every
+    return every > 0 and (round_ % every == 0 or round_ == cfg.fed.rounds)
+
+
+def round_path(out: Path, round_: int) -> Path:
+    return checkpoint_dir(out) / f"round_{round_:06d}.pt"
 
 
 def list_checkpoints(out: Path) -> list[Path]:

@@ -182,6 +182,14 @@ class Comm:
         self.store.set(key, value)
         return value
 
+    def put(self, key: str, value: str) -> None:
+        """A start-up fact for the other ranks of this attempt (rank 0: where the run lives)."""
+        self.attempt_store.set("facts/" + key, value)
+
+    def fetch(self, key: str) -> str:
+        """A fact another rank `put` (waits for it up to --timeout)."""
+        return self.attempt_store.get("facts/" + key).decode()
+
     def mark(self, step: str) -> None:
         """A worker records the step it reached ("train 3") before entering its collective, so a
         server whose collective times out can name the rank that never arrived."""
@@ -221,26 +229,27 @@ class Comm:
 
     def reduce_sum(self, t: torch.Tensor) -> None:
         """In place: the elementwise sum over all ranks lands on rank 0 (others: unspecified).
-        For the shared reduce vector only its scalar tail travels through gloo; once that reduce
-        is complete every worker has written its slot, and rank 0 adds the slots in rank order."""
+        The shared reduce vector moves no bytes: each worker's slot already holds its sum, and
+        rank 0 adds the slots in rank order. That is only valid once every worker has written its
+        slot, so the caller (the exchange) reduces it after a collective the workers enter only
+        when done writing: the round's float64 statistics reduce."""
         with self._guard("reduce"):
             sh = self.shared
             if sh is not None and t is sh.reduce_buf:
-                dist.reduce(t[sh.numel :], dst=0, op=dist.ReduceOp.SUM)
                 if self.rank == 0:
-                    sh.sum_slots(t[: sh.numel])
+                    sh.sum_slots(t)
             else:
                 dist.reduce(t, dst=0, op=dist.ReduceOp.SUM)
 
     def share_vectors(
-        self, bcast: torch.Tensor, reduce_buf: torch.Tensor, numel: int
+        self, bcast: torch.Tensor, reduce_buf: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Collective, once after the handshake: the (broadcast, reduce) buffers to use from now
         on. Shared-memory ones when --shared-memory allows (one host, gloo on CPU) and every
         rank could map its file: the broadcast buffer (rank 0's contents copied) is one file
         mapped by all; each worker's reduce buffer is its own slot file, which rank 0 maps too
-        and sums; rank 0 keeps a private one. `numel` leading elements of the reduce buffer are
-        the vector, the rest a scalar tail that still goes through gloo. Else the arguments."""
+        and sums; rank 0 keeps a private one. Else the arguments."""
+        numel = reduce_buf.numel()
         mode, why_not = self.cfg.shared_memory, ""
         if self.backend != "gloo" or bcast.device.type != "cpu":
             why_not = f"the buffers are on {bcast.device.type} with {self.backend}"
@@ -254,7 +263,7 @@ class Comm:
                 field, f"on needs one host and gloo on CPU, but {why_not}", "use auto"
             )
         token = self.attempt_store.get("shm-token").decode()
-        sh = SharedVectors(Path(self.cfg.shm_dir), token, self, bcast, reduce_buf, numel)
+        sh = SharedVectors(Path(self.cfg.shm_dir), token, self, bcast, reduce_buf)
         problem = sh.make()
         ok = self.all_gather_ints([0 if problem else 1])
         failed = [r for r, row in enumerate(ok) if not row[0]]
@@ -301,7 +310,7 @@ class Comm:
 class SharedVectors:
     """The shared-memory files of one attempt: `<dir>/fedrun-<token>-bcast` (made by rank 0)
     and `...-slot<r>` (made by worker r). Each rank makes its own file in `make()` and maps the
-    others' in `connect()`; `numel` leading elements of a slot are the vector rank 0 sums."""
+    others' in `connect()`; rank 0 sums the slots."""
 
     def __init__(
         self,
@@ -310,13 +319,11 @@ class SharedVectors:
         comm: Comm,
         bcast: torch.Tensor,
         reduce_buf: torch.Tensor,
-        numel: int,
     ) -> None:
         self.rank, self.world_size = comm.rank, comm.world_size
         self.bcast, self.reduce_buf = bcast, reduce_buf  # rank 0 keeps its own reduce buffer
-        self.dtype = bcast.dtype
+        self.dtype, self.reduce_dtype = bcast.dtype, reduce_buf.dtype
         self.reduce_numel = reduce_buf.numel()
-        self.numel = numel
         self.paths = {r: directory / f"fedrun-{token}-slot{r}" for r in range(1, self.world_size)}
         self.paths[0] = directory / f"fedrun-{token}-bcast"
         self.made: list[Path] = []
@@ -338,14 +345,14 @@ class SharedVectors:
         return ""
 
     def _make(self, r: int, numel: int) -> torch.Tensor:
-        t = shm.create(self.paths[r], numel, self.dtype)
+        t = shm.create(self.paths[r], numel, self.reduce_dtype if r else self.dtype)
         self.made.append(self.paths[r])
         return t
 
     def connect(self) -> None:
         if self.rank == 0:
             self.slots = [
-                shm.attach(self.paths[r], self.reduce_numel, self.dtype)[: self.numel]
+                shm.attach(self.paths[r], self.reduce_numel, self.reduce_dtype)
                 for r in range(1, self.world_size)
             ]
         else:

@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,7 +102,7 @@ class ModelConfig:
     num_outputs that it accepts)."""
     hidden: int = 64
     """Hidden width of `mlp`."""
-    norm: str = "batch"
+    norm: Literal["batch", "group"] = "batch"
     """Normalisation layers of `resnet18`: `batch` (torchvision's) or `group` (GroupNorm with 2
     groups per layer, which has no running statistics to disagree across clients)."""
 
@@ -142,8 +142,9 @@ class StrategyConfig:
     """Server-side aggregation of the clients' updates."""
 
     strategy: str = "fedavg"
-    """Aggregation strategy: `fedavg` (McMahan et al. 2017, weighted average of client models)."""
-    weighting: str = "examples"
+    """Aggregation strategy: `fedavg` (McMahan et al. 2017, weighted average of client models),
+    or your own Strategy subclass as `pkg.module:Class` (see docs/architecture.md)."""
+    weighting: Literal["examples", "uniform"] = "examples"
     """Client weight in the average: `examples` (n_k, number of training examples) or
     `uniform` (1 per client that holds data)."""
     server_lr: float = 1.0
@@ -151,19 +152,23 @@ class StrategyConfig:
     max_update_norm: float = 0.0
     """A client update (w_k - w) with L2 norm above this is bad; 0 = no bound. Updates with
     NaN or Inf are always bad."""
-    on_bad_update: str = "fail"
+    on_bad_update: Literal["fail", "skip"] = "fail"
     """What a bad client update does: `fail` (stop the run, naming the client) or `skip`
     (leave that client out of the round; counted in the metrics as `skipped`)."""
+    stages: str = ""
+    """Extra per-client update stages, comma-separated, run on each client's update after the
+    built-in bad-update guard (their server halves run in reverse order on rank 0): registered
+    names or your own Stage subclasses as `pkg.module:Class`. Empty = the guard alone."""
 
 
 @dataclass
 class RuntimeConfig:
     """Process group, devices, threads and outputs."""
 
-    backend: str = "auto"
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
     """Collective backend: `auto` (nccl when every local rank has a GPU, else gloo), `gloo`,
     `nccl`."""
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     """Device: `auto` (cuda:LOCAL_RANK when every local rank has a GPU, else cpu), `cpu`,
     `cuda`."""
     timeout: float = 1800.0
@@ -173,7 +178,7 @@ class RuntimeConfig:
     """Seconds every rank waits at start-up for all ranks to join the process group. A rank that
     never arrives (stuck, or started on a node that cannot reach the others) is named and the
     job stops, instead of waiting out --timeout."""
-    shared_memory: str = "auto"
+    shared_memory: Literal["auto", "on", "off"] = "auto"
     """Move the model vector through shared memory instead of gloo's TCP loopback when every rank
     is on one host and on CPU: `auto` (vectors of 1M+ elements; gloo if the memory cannot be had),
     `on` (any size; set-up fails if it cannot), `off`. Control messages still go through gloo."""
@@ -181,7 +186,7 @@ class RuntimeConfig:
     """The tmpfs directory for --shared-memory files; each is unlinked once every rank mapped it."""
     threads: int = 0
     """Torch threads per process; 0 = cores / processes on this node (never oversubscribe)."""
-    malloc: str = "retain"
+    malloc: Literal["retain", "system"] = "retain"
     """What each rank's C allocator (glibc) does with freed memory: `retain` keeps it for the
     next training step (blocks under 32 MiB from the heap, up to 1 GiB kept free) instead of
     returning it to the kernel and page-faulting it back (5-15% of a CPU worker's round);
@@ -286,6 +291,11 @@ def _is_int_or_float(tp: Any) -> bool:
     return isinstance(tp, types.UnionType) and set(typing.get_args(tp)) == {int, float}
 
 
+def literal_choices(tp: Any) -> tuple[str, ...]:
+    """The values of a `Literal[...]` field type; () for any other type."""
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+
+
 def _coerce(info: FieldInfo, value: Any) -> Any:
     """Check a TOML value's type against the field; ints are accepted for float fields."""
     tp = info.type
@@ -293,12 +303,12 @@ def _coerce(info: FieldInfo, value: Any) -> Any:
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
         or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
-        or (tp is str and isinstance(value, str))
+        or ((tp is str or literal_choices(tp)) and isinstance(value, str))
         or (_is_int_or_float(tp) and isinstance(value, int | float) and not isinstance(value, bool))
     )
     if not ok:
         want = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-            tp, "a number"
+            tp, "a string" if literal_choices(tp) else "a number"
         )
         raise ConfigError(info.label, f"expected {want}, got {value!r}", "fix its type")
     return float(value) if tp is float else value
@@ -322,7 +332,11 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError("command line", message, "see --help")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(choices: typing.Mapping[str, typing.Sequence[str]] | None = None):
+    """The CLI. Choices come from where they are declared: a field's `Literal[...]` type, or
+    `choices` (field name -> names) for fields whose values live in a registry above this
+    module (fedrun.checks.registry_choices()); --help lists them."""
+    choices = dict(choices or {})
     p = _Parser(
         prog="torchrun --nproc_per_node=3 -m fedrun.main",
         description="Federated learning on torchrun: rank 0 is the server, ranks 1.. are client "
@@ -336,15 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
         if info.section not in groups:
             groups[info.section] = p.add_argument_group(f"[{info.section}]")
         g = groups[info.section]
+        doc = info.doc.replace("%", "%%")
         if info.type is bool:
-            g.add_argument(
-                info.flag, action=argparse.BooleanOptionalAction, help=info.doc.replace("%", "%%")
-            )
-        else:
-            conv = _parse_count_or_fraction if _is_int_or_float(info.type) else info.type
-            g.add_argument(
-                info.flag, type=conv, metavar=info.name.upper(), help=info.doc.replace("%", "%%")
-            )
+            g.add_argument(info.flag, action=argparse.BooleanOptionalAction, help=doc)
+            continue
+        names = literal_choices(info.type) or tuple(choices.get(info.name, ()))
+        metavar = "{" + ",".join(names) + "}" if names else info.name.upper()
+        conv = _parse_count_or_fraction if _is_int_or_float(info.type) else info.type
+        conv = str if literal_choices(info.type) else conv
+        g.add_argument(info.flag, type=conv, metavar=metavar, help=doc)
     return p
 
 
@@ -429,7 +443,8 @@ def _check(ok: bool, name: str, problem: str, fix: str) -> None:
         raise ConfigError(all_fields()[name].label, problem, fix)
 
 
-def _choice(cfg_value: str, name: str, choices: typing.Iterable[str]) -> None:
+def check_choice(cfg_value: str, name: str, choices: typing.Iterable[str]) -> None:
+    """Refuse a value outside `choices`, naming them and the nearest one."""
     choices = sorted(choices)
     if cfg_value not in choices:
         hint = _suggest(cfg_value, choices)
@@ -445,10 +460,8 @@ def resolve_clients_per_round(value: int | float, num_clients: int) -> int:
 
 
 def _validate(cfg: Config) -> None:
-    from fedrun.data import DATASETS
-    from fedrun.models import MODELS
-    from fedrun.strategies import STRATEGIES
-
+    """Per-field value checks. Names that live in registries (dataset, partition, model,
+    strategy, stages, task) are checked one layer up, in fedrun.checks."""
     f, d, m, t, e, s, r = (
         cfg.fed,
         cfg.data,
@@ -462,7 +475,11 @@ def _validate(cfg: Config) -> None:
         value = getattr(getattr(cfg, info.section), name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(info.label, f"must be a finite number, got {value}", "pass a number")
+        if literal_choices(info.type):
+            check_choice(value, name, literal_choices(info.type))
     _check(f.rounds >= 1, "rounds", f"must be >= 1, got {f.rounds}", "pass a positive integer")
+    # the round number travels in the broadcast header, in the vector's dtype (>= float32)
+    _check(f.rounds <= 2**24, "rounds", f"must be <= 2**24, got {f.rounds}", "run fewer rounds")
     _check(
         f.num_clients >= 1,
         "num_clients",
@@ -484,24 +501,6 @@ def _validate(cfg: Config) -> None:
             f"{cpr} is not between 1 and num_clients={f.num_clients}",
             "lower it or raise --num-clients",
         )
-    if d.task:
-        from fedrun.task import task_object
-
-        task_object(d.task)
-    else:
-        _choice(d.dataset, "dataset", DATASETS)
-        _choice(d.partition, "partition", DATASETS[d.dataset].partitions)
-        if ":" in m.model:
-            from fedrun.imports import import_object
-
-            _check(
-                callable(import_object(m.model, all_fields()["model"].label)),
-                "model",
-                f"{m.model} is not callable",
-                "name a function or class that builds the model",
-            )
-        else:
-            _choice(m.model, "model", MODELS)
     _check(
         d.dirichlet_alpha > 0,
         "dirichlet_alpha",
@@ -531,7 +530,6 @@ def _validate(cfg: Config) -> None:
     _check(d.fake_classes >= 2, "fake_classes", "must be >= 2", "e.g. 10")
     _check(d.fake_samples >= 0, "fake_samples", "must be >= 0", "e.g. 500")
     _check(d.fake_test_samples >= 1, "fake_test_samples", "must be >= 1", "e.g. 1000")
-    _choice(m.norm, "norm", ("batch", "group"))
     _check(m.hidden >= 1, "hidden", f"must be >= 1, got {m.hidden}", "pass a positive integer")
     _check(
         t.local_epochs >= 1 or t.local_steps >= 1,
@@ -559,15 +557,8 @@ def _validate(cfg: Config) -> None:
         "e.g. 1.0",
     )
     _check(e.eval_batch_size >= 1, "eval_batch_size", "must be >= 1", "e.g. 1024")
-    _choice(s.strategy, "strategy", STRATEGIES)
-    _choice(s.weighting, "weighting", ("examples", "uniform"))
     _check(s.server_lr > 0, "server_lr", f"must be > 0, got {s.server_lr}", "1.0 is plain FedAvg")
     _check(s.max_update_norm >= 0, "max_update_norm", "must be >= 0", "0 = no bound")
-    _choice(s.on_bad_update, "on_bad_update", ("fail", "skip"))
-    _choice(r.backend, "backend", ("auto", "gloo", "nccl"))
-    _choice(r.device, "device", ("auto", "cpu", "cuda"))
-    _choice(r.shared_memory, "shared_memory", ("auto", "on", "off"))
-    _choice(r.malloc, "malloc", ("retain", "system"))
     _check(r.timeout >= 1, "timeout", f"must be >= 1 second, got {r.timeout}", "e.g. 1800")
     _check(
         r.join_timeout >= 1,
@@ -579,16 +570,6 @@ def _validate(cfg: Config) -> None:
     _check(r.checkpoint_every >= 0, "checkpoint_every", "must be >= 0", "0 = never")
     _check(r.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1", "e.g. 2")
     _check(r.plot_every >= 0, "plot_every", "must be >= 0", "0 = only at the end")
-    if r.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            _check(
-                False,
-                "tensorboard",
-                "the tensorboard package is not installed",
-                "pip install 'fedrun[tensorboard]' or drop --tensorboard",
-            )
 
 
 def result_digest(cfg: Config) -> int:

@@ -1,13 +1,21 @@
-"""The model state as one flat vector.
+"""The model state as one flat vector, its ranges told apart.
 
-All floating parameters and floating buffers (BatchNorm running statistics included) travel, in
-`state_dict` order, as one contiguous tensor. Integer buffers (BatchNorm's int64
-`num_batches_tracked`) never travel: a float32 cast is exact only up to 2**24 and averaging a
-counter means nothing. They keep the values of the model they live in: on the server that is the
-initial model, so `final_model.pt` holds the initial counters; on a worker, its one reused
-model's counter, which counts the batches that worker trained. BatchNorm with momentum=None
-(cumulative averages) is the only layer that reads the counter, and a federated run of it
-should use momentum.
+Every floating entry of `state_dict` travels in one contiguous tensor, ordered by kind:
+
+    [ trainable parameters | frozen parameters (requires_grad=False) | floating buffers ]
+
+so each kind is one slice (`FlatSpec.params`, `.frozen`, `.buffers`): server optimizers, proximal
+terms, norm bounds and clipping act on `params`; floating buffers (BatchNorm running statistics)
+are averaged plainly; frozen parameters keep their value. Within a kind, `state_dict` order.
+
+Integer buffers (BatchNorm's int64 `num_batches_tracked`) are not in the vector: a float cast is
+exact only up to 2**24 and averaging a counter means nothing. They are counters of local
+training: every client starts from the initial model's values (so a client's result does not
+depend on which worker hosts it or what that worker trained before), and what a client adds to
+them is summed exactly over the round's clients (in the float64 statistics, exact to 2**53) and
+added to the server's copy, so `final_model.pt` counts every batch trained in the federation.
+(BatchNorm with momentum=None, the one layer that reads the counter, thus keeps a client's
+cumulative average over that client's own batches of the round.)
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from torch import nn
 
 from fedrun.seeding import digest63
 
+KINDS = ("param", "frozen", "buffer")
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -27,41 +37,83 @@ class Entry:
     dtype: torch.dtype
     offset: int
     numel: int
+    kind: str = "param"  # one of KINDS
+
+
+def _kind(t: torch.Tensor) -> str:
+    if isinstance(t, nn.Parameter):
+        return "param" if t.requires_grad else "frozen"
+    return "buffer"
 
 
 @dataclass(frozen=True)
 class FlatSpec:
-    """Layout of a model's floating state inside the flat vector."""
+    """Layout of a model's floating state inside the flat vector, and of its integer buffers."""
 
     entries: tuple[Entry, ...]
-    skipped: tuple[str, ...]  # non-floating state entries, kept out of the vector
+    skipped: tuple[str, ...]  # integer (non-floating) state entries, kept out of the vector
     dtype: torch.dtype  # the vector's dtype: the promotion of all floating entries and float32
+    ints: tuple[Entry, ...] = ()  # the integer buffers, offsets into `int_numel` counters
 
     @classmethod
     def of(cls, model: nn.Module) -> FlatSpec:
-        entries, skipped, offset = [], [], 0
+        floating: dict[str, list[tuple[str, torch.Tensor]]] = {k: [] for k in KINDS}
+        skipped, ints, int_offset = [], [], 0
         dtype: torch.dtype | None = None
         for name, t in model.state_dict(keep_vars=True).items():
             if not t.is_floating_point():
                 skipped.append(name)
+                if not t.is_complex() and t.dtype != torch.bool:
+                    ints.append(Entry(name, tuple(t.shape), t.dtype, int_offset, t.numel()))
+                    int_offset += t.numel()
                 continue
-            entries.append(Entry(name, tuple(t.shape), t.dtype, offset, t.numel()))
-            offset += t.numel()
+            floating[_kind(t)].append((name, t))
             dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+        entries, offset = [], 0
+        for kind in KINDS:
+            for name, t in floating[kind]:
+                entries.append(Entry(name, tuple(t.shape), t.dtype, offset, t.numel(), kind))
+                offset += t.numel()
         if not entries:
             raise ValueError("the model has no floating-point parameters or buffers")
-        # at least float32: the same buffers carry the round number and example counts, which
-        # half precision rounds (bf16 turns round 257 into 256)
-        return cls(tuple(entries), tuple(skipped), torch.promote_types(dtype, torch.float32))
+        # at least float32: the same buffer carries the round number (bf16 turns 257 into 256)
+        return cls(
+            tuple(entries), tuple(skipped), torch.promote_types(dtype, torch.float32), tuple(ints)
+        )
 
     @property
     def numel(self) -> int:
         last = self.entries[-1]
         return last.offset + last.numel
 
+    def _range(self, kind: str) -> slice:
+        mine = [e for e in self.entries if e.kind == kind]
+        if not mine:
+            start = sum(e.numel for e in self.entries if KINDS.index(e.kind) < KINDS.index(kind))
+            return slice(start, start)
+        return slice(mine[0].offset, mine[-1].offset + mine[-1].numel)
+
+    @property
+    def params(self) -> slice:
+        """The trainable parameters' range."""
+        return self._range("param")
+
+    @property
+    def frozen(self) -> slice:
+        return self._range("frozen")
+
+    @property
+    def buffers(self) -> slice:
+        """The floating buffers' range (BatchNorm running statistics)."""
+        return self._range("buffer")
+
+    @property
+    def int_numel(self) -> int:
+        return sum(e.numel for e in self.ints)
+
     def digest(self) -> int:
-        """A 63-bit hash of names, shapes and dtypes: ranks compare it before the first round."""
-        text = ";".join(f"{e.name}:{e.shape}:{e.dtype}" for e in self.entries)
+        """A 63-bit hash of names, shapes, dtypes and kinds: ranks compare it before round 1."""
+        text = ";".join(f"{e.name}:{e.shape}:{e.dtype}:{e.kind}" for e in self.entries)
         text += "|" + ";".join(self.skipped)
         return digest63(text)
 
@@ -90,7 +142,25 @@ class FlatSpec:
         for e, t in zip(self.entries, self._tensors(model), strict=True):
             t.copy_(flat[e.offset : e.offset + e.numel].view(e.shape))
 
-    def state_dict(self, model: nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The model's state_dict with the flat vector's values, detached on the CPU."""
+    @torch.no_grad()
+    def flatten_ints(self, model: nn.Module) -> torch.Tensor:
+        """The integer buffers as one int64 vector of `int_numel` elements."""
+        sd = model.state_dict(keep_vars=True)
+        return torch.cat([sd[e.name].detach().reshape(-1).long().cpu() for e in self.ints])
+
+    @torch.no_grad()
+    def load_ints(self, model: nn.Module, values: torch.Tensor) -> None:
+        sd = model.state_dict(keep_vars=True)
+        for e in self.ints:
+            t = sd[e.name]
+            t.copy_(values[e.offset : e.offset + e.numel].view(e.shape).to(t.dtype))
+
+    def state_dict(
+        self, model: nn.Module, flat: torch.Tensor, ints: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The model's state_dict with the flat vector's values (and the integer buffers'
+        `ints`, if given), detached on the CPU."""
         self.load(model, flat)
+        if ints is not None and self.ints:
+            self.load_ints(model, ints)
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

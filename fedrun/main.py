@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from fedrun import malloc
+from fedrun import checks, malloc
 from fedrun.comm import Comm, LaunchEnv
 from fedrun.config import Config, build_parser, parse_args, to_toml
 from fedrun.errors import Aborted, FedrunError, JoinTimeout, PeerLost, say
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if "-h" in args or "--help" in args:  # with or without torchrun; once per node
         if os.environ.get("LOCAL_RANK", "0") == "0":
-            build_parser().print_help()
+            build_parser(checks.registry_choices()).print_help()
         return 0
     try:
         env = LaunchEnv.from_environ()
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         say(str(e))
         return e.exit_code
     try:
-        cfg = parse_args(argv).validate()
+        cfg = checks.validate(parse_args(argv))
     except FedrunError as e:
         return _said_once(e, env.local_rank == 0)
     return execute(cfg, env)[0]

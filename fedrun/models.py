@@ -1,4 +1,5 @@
-"""Models by name. Each builder takes (DatasetInfo, Config) and returns a fresh nn.Module."""
+"""Built-in models (registered by name in fedrun.registry.MODELS) and user model factories.
+Each builder takes (DatasetInfo, Config) and returns a fresh nn.Module."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedrun.config import Config
-from fedrun.data import DatasetInfo
+from fedrun.data.types import DatasetInfo
 from fedrun.errors import ConfigError
 from fedrun.imports import import_object
+from fedrun.registry import MODELS
 from fedrun.seeding import derive_seed, kept_global_rngs, seed_globals
 
 
@@ -86,15 +88,6 @@ def resnet18(info: DatasetInfo, cfg: Config) -> nn.Module:
     return model
 
 
-MODELS: dict[str, Callable[[DatasetInfo, Config], nn.Module]] = {
-    "logreg": logreg,
-    "linear": logreg,
-    "mlp": mlp,
-    "cnn": cnn,
-    "resnet18": resnet18,
-}
-
-
 def from_factory(path: str, info: DatasetInfo) -> nn.Module:
     """`pkg.module:fn`, called with the keyword arguments it accepts among input_shape and
     num_outputs."""
@@ -125,6 +118,6 @@ def build_model(cfg: Config, info: DatasetInfo, device: torch.device | str = "cp
     """The named model (or `pkg.module:factory`), seeded as `seeded` says."""
     name = cfg.model.model
     model = seeded(
-        cfg, lambda: from_factory(name, info) if ":" in name else MODELS[name](info, cfg)
+        cfg, lambda: from_factory(name, info) if ":" in name else MODELS.load(name)(info, cfg)
     )
     return model.to(device)

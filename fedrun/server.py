@@ -16,17 +16,17 @@ from typing import Any
 
 import torch
 
-from fedrun import checkpoint
+from fedrun import algorithm, checkpoint
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round, result_digest
 from fedrun.errors import ConfigError, FedrunError, PeerLost
-from fedrun.exchange import RoundUpdates, make_exchange
+from fedrun.exchange.packed import Exchange
 from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
 from fedrun.outputs import RunDir, default_out
-from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot, is_eval_round
+from fedrun.protocol import Command, EvalSlot, Received, RoundContext, is_eval_round
 from fedrun.report import Console, TensorBoard, format_summary, plot_metrics, summarize
-from fedrun.strategies import build_strategy
+from fedrun.sampling import sample_clients
 from fedrun.task import load_task
 
 
@@ -49,7 +49,10 @@ class Server:
         self.task = load_task(cfg)
         self.model = self.task.model(comm.device)
         self.spec = FlatSpec.of(self.model)
-        self.strategy = build_strategy(cfg.strategy)
+        self.algo = algorithm.build(cfg, self.spec)
+        self.strategy = self.algo.strategy
+        # the global integer buffers: the initial model's, plus every client's increments
+        self.ints = self.spec.flatten_ints(self.model) if self.spec.ints else None
         self.central = self.task.central_data(comm.device)
         self.task.check_model(self.model, self.central, "the server's central set", cfg)
         # A group restarted by torchrun resumes from its own last checkpoint, in its own run dir.
@@ -58,36 +61,39 @@ class Server:
         if comm.env.restart_count > 0 and (checkpoint.list_checkpoints(out) or not resume):
             resume = "auto"  # this run's own newest checkpoint beats the one it started from
         self.run_dir = RunDir(cfg, out, resuming=bool(resume))
-        dev = comm.buffer_device
-        self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=dev)
-        self.global_vec = self.bcast[HEADER:]  # the global model lives inside the broadcast buffer
-        self.spec.flatten(self.model, out=self.global_vec)
-        self.exchange = make_exchange(
-            self.strategy.reduction, comm, self.spec.numel, self.spec.dtype, comm.device
-        )
-        self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=dev)
+        self.exchange = Exchange(self.algo.plan, comm, comm.device)
+        # the global model lives inside the broadcast buffer
+        self.spec.flatten(self.model, out=self.exchange.global_vec)
         self.history: list[dict[str, Any]] = []
         self.start_round = 1
         self.result_digest = result_digest(cfg)
+        resumed_from = ""
         if resume:
-            self._resume(resume)
+            resumed_from = self._resume(resume)
+        # where stateful workers keep their per-client stores (fedrun.clientstate)
+        comm.put("clientstate/out", str(out))
+        comm.put("clientstate/resume", resumed_from if self.algo.needs_client_state else "")
         self.run_dir.start(cfg, self.history)
         self.tensorboard = TensorBoard(out / "tensorboard") if cfg.runtime.tensorboard else None
         self.bytes = 0  # payload bytes moved by this round's collectives, all workers together
         # where the workers wait: after the handshake they are in the partition reduce
         self._workers_at_broadcast = False
 
+    @property
+    def global_vec(self) -> torch.Tensor:
+        return self.exchange.global_vec
+
     def share_memory(self) -> None:
         """After the handshake, on every rank: the vectors may move to shared memory."""
-        self.bcast = self.exchange.share(self.bcast)
-        self.global_vec = self.bcast[HEADER:]
+        self.exchange.share()
 
-    def _resume(self, resume: str) -> None:
+    def _resume(self, resume: str) -> str:
+        """Load a checkpoint; returns its per-client state directory ("" if none is kept)."""
         out = self.run_dir.path
         if resume == "auto":
             found = checkpoint.list_checkpoints(out)
             if not found:
-                return  # nothing saved yet: a fresh start in the same directory
+                return ""  # nothing saved yet: a fresh start in the same directory
             path = found[-1]
         else:
             path = Path(resume)
@@ -99,10 +105,21 @@ class Server:
                 f"pass --rounds {state['round']} or more",
             )
         self.global_vec.copy_(state["global"])
+        if self.ints is not None:
+            self.ints.copy_(state["ints"])
         self.strategy.load_state_dict(state["strategy"])
         self.history = state["history"]
         self.start_round = state["round"] + 1
         checkpoint.restore_rng(state)
+        folder = checkpoint.client_state_dir(path)
+        if self.algo.needs_client_state and not folder.is_dir():
+            raise ConfigError(
+                "runtime.resume (--resume)",
+                f"{path} has no per-client state beside it ({folder.name}/), which "
+                f"{self.cfg.strategy.strategy} keeps",
+                "resume from a checkpoint of a run with the same strategy and stages",
+            )
+        return str(folder.resolve())
 
     # -- collectives -------------------------------------------------------------------------
 
@@ -123,14 +140,16 @@ class Server:
                 f"--timeout {self.cfg.runtime.timeout:g} s (stuck or dead); the others did"
             ) from None
 
+    def _moved_bytes(self, nbytes: int) -> None:
+        self.bytes += nbytes * (self.comm.world_size - 1)
+
     def _moved(self, t: torch.Tensor) -> None:
-        self.bytes += t.numel() * t.element_size() * (self.comm.world_size - 1)
+        self._moved_bytes(t.numel() * t.element_size())
 
     def _send(self, command: Command, round_: int) -> None:
-        self.bcast[0], self.bcast[1] = float(command), float(round_)
         self._workers_at_broadcast = False
-        self.comm.broadcast(self.bcast)
-        self._moved(self.bcast)
+        self.exchange.broadcast(command, round_)
+        self._moved_bytes(self.exchange.down_nbytes)
 
     def _collect(self, buf: torch.Tensor) -> torch.Tensor:
         buf.zero_()  # the server contributes zeros
@@ -170,14 +189,19 @@ class Server:
             t0 = time.perf_counter()
             self.bytes = 0
             row: dict[str, Any] = {"round": r}
+            k = resolve_clients_per_round(cfg.fed.clients_per_round, cfg.fed.num_clients)
+            ctx = RoundContext(
+                r, cfg.fed.seed, tuple(sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r))
+            )
+            self.strategy.server_downlink(ctx, self.exchange.downlink)
             maybe_crash("broadcast", 0, r)
             self._send(Command.TRAIN, r)
             maybe_crash("reduce", 0, r)
             with self._naming_laggards(f"train {r}"):
-                updates = self.exchange.receive()
+                received = self.exchange.receive()
             self._workers_at_broadcast = True
-            self._moved(self.exchange.buf)
-            row.update(self._aggregate(r, updates))
+            self._moved_bytes(self.exchange.up_nbytes)
+            row.update(self._aggregate(ctx, received))
             row["train_seconds"] = time.perf_counter() - t0  # broadcast -> aggregated
             if is_eval_round(r, cfg.fed.rounds, cfg.eval.eval_every):
                 row.update(self._evaluate(r))
@@ -189,11 +213,11 @@ class Server:
             console.round(row)
             if self.tensorboard:
                 self.tensorboard.log(row)
-            if rt.checkpoint_every and (r % rt.checkpoint_every == 0 or r == cfg.fed.rounds):
+            if checkpoint.is_checkpoint_round(r, cfg):
                 self._checkpoint(r)
             if rt.plot_every and r % rt.plot_every == 0:
                 plot_metrics(self.history, self.run_dir.path / "metrics.png")
-        path = self.run_dir.save_model(self.spec.state_dict(self.model, self.global_vec))
+        path = self.run_dir.save_model(self.spec.state_dict(self.model, self.global_vec, self.ints))
         self._send(Command.STOP, cfg.fed.rounds)
         console.close()
         # after STOP: the workers need not wait for matplotlib
@@ -212,6 +236,7 @@ class Server:
         state = {
             "round": r,
             "global": self.global_vec.detach().cpu().clone(),
+            "ints": None if self.ints is None else self.ints.clone(),
             "strategy": self.strategy.state_dict(),
             "history": self.history,
             "spec_digest": self.spec.digest(),
@@ -224,32 +249,32 @@ class Server:
             before_replace=lambda: maybe_crash("checkpoint", 0, r),
         )
 
-    def _aggregate(self, r: int, updates: RoundUpdates) -> dict[str, Any]:
-        stats = updates.stats
-        failures = int(stats[TrainSlot.FAILURES])
+    def _aggregate(self, ctx: RoundContext, received: Received) -> dict[str, Any]:
+        r, stats = ctx.round, received.stats
+        failures = int(stats["failures"])
         if failures:
             raise FedrunError(
                 f"round {r}: {failures} client worker(s) failed; the cause is printed above"
             )
-        if not updates.weight > 0 and stats[TrainSlot.SKIPPED]:
+        for stage in reversed(self.algo.stages):
+            received = stage.server(ctx, received)
+        if not received.weight > 0:
             raise FedrunError(
-                f"round {r}: every update was dropped as bad ({int(stats[TrainSlot.SKIPPED])} "
-                "clients); lower --lr or raise --max-update-norm"
-            )
-        if not updates.weight > 0:
-            raise FedrunError(
-                f"round {r}: the {int(stats[TrainSlot.CLIENTS])} sampled clients hold no training "
+                f"round {r}: the {int(stats['clients'])} sampled clients hold no training "
                 "examples (total weight 0); give every client data or sample more clients per round"
             )
-        new = self.strategy.aggregate(self.global_vec, updates)
+        new = self.strategy.aggregate(ctx, self.global_vec, received)
         if not torch.isfinite(new).all():
             raise FedrunError(f"round {r}: the aggregated model is not finite; lower --lr")
         self.global_vec.copy_(new)
+        if self.ints is not None:
+            added = [stats[name] for name in self.algo.int_stats]
+            self.ints += torch.tensor(added, dtype=torch.float64).round().long()
         return {
-            "train_loss": _ratio(stats[TrainSlot.LOSS_SUM], stats[TrainSlot.SEEN]),
-            "clients": int(stats[TrainSlot.CLIENTS]),
-            "examples": int(stats[TrainSlot.EXAMPLES]),
-            "skipped": int(stats[TrainSlot.SKIPPED]),
+            "train_loss": _ratio(stats["loss_sum"], stats["seen"]),
+            "clients": int(stats["clients"]),
+            "examples": int(stats["examples"]),
+            "skipped": int(stats["skipped"]),
         }
 
     def _evaluate(self, r: int) -> dict[str, Any]:
@@ -267,7 +292,9 @@ class Server:
         except Exception as e:  # noqa: BLE001
             error = e
         with self._naming_laggards(f"eval {r}"):
-            fed = self._collect(self.eval_buf).tolist()
+            fed = self.exchange.receive_eval()
+        self._workers_at_broadcast = True
+        self._moved(self.exchange.eval_buf)
         if error is not None:
             raise FedrunError(
                 f"round {r}: central evaluation failed ({type(error).__name__}: {error})"

@@ -31,10 +31,11 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import TensorDataset
 
 from fedrun.config import Config
-from fedrun.data import DATASETS, ClientData, DatasetInfo, Split
+from fedrun.data.types import ClientData, DatasetInfo, Split
 from fedrun.errors import ConfigError
 from fedrun.imports import import_object
 from fedrun.models import build_model, seeded
+from fedrun.registry import DATASETS
 from fedrun.seeding import call_seeded, derive_seed
 from fedrun.train import LossFn, evaluate, local_train, loss_for, make_loader
 
@@ -99,10 +100,13 @@ class Task:
         data = self._central()
         return None if data is None else _on(data, device)
 
-    def train(self, model, optimizer, data, cfg: Config, gen, device) -> tuple[float, int]:
-        """(loss sum, samples seen); a custom train that returns no loss gives (0, 0)."""
+    def train(
+        self, model, optimizer, data, cfg: Config, gen, device, hook=None
+    ) -> tuple[float, int]:
+        """(loss sum, samples seen); a custom train that returns no loss gives (0, 0). `hook`:
+        the strategy's gradient hook (fedrun.checks refuses it with a custom train)."""
         if self.train_fn is None:
-            return local_train(model, optimizer, data, cfg.train, self.loss_fn, gen, device)
+            return local_train(model, optimizer, data, cfg.train, self.loss_fn, gen, device, hook)
         loader = make_loader(data, cfg.train.batch_size, gen)
         model.train()  # as a fresh model would be; evaluation left it in eval mode
         result = self.train_fn(model, loader, cfg.train.local_epochs, device)
@@ -127,7 +131,7 @@ class Task:
 def load_task(cfg: Config) -> Task:
     if cfg.data.task:
         return _user_task(cfg)
-    ds = DATASETS[cfg.data.dataset]
+    ds = DATASETS.load(cfg.data.dataset)
     info = ds.info(cfg)
     return Task(
         name=cfg.data.dataset,

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from fedrun.config import TrainConfig
-from fedrun.data import Split
+from fedrun.data.types import Split
 from fedrun.optim import SGD
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -88,9 +88,11 @@ def local_train(
     loss_fn: LossFn,
     generator: torch.Generator,
     device: torch.device,
+    hook: Callable[[], None] | None = None,
 ) -> tuple[float, int]:
     """Train `model` in place; returns (sum of batch-mean losses x batch sizes, samples seen).
-    The optimizer's state (momentum) is cleared first: every client starts fresh."""
+    The optimizer's state (momentum) is cleared first: every client starts fresh. `hook` (a
+    strategy's, e.g. FedProx's proximal gradient) runs between backward() and each step."""
     optimizer.reset()
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -104,6 +106,8 @@ def local_train(
         optimizer.zero_grad()
         loss = loss_fn(model(xb), yb)
         loss.backward()
+        if hook is not None:
+            hook()
         optimizer.step()
         n = len(yb)
         loss_sum.add_(loss.detach(), alpha=n)  # stays on device: no sync per step

@@ -1,42 +1,32 @@
-"""Ranks 1..W-1: host virtual clients, train the sampled ones, send one packed sum per round.
+"""Ranks 1..W-1: host virtual clients, train the sampled ones, send the plan's sums per round.
 
-A worker answers every broadcast with exactly the collective the server expects, even when none
+A worker answers every broadcast with exactly the collectives the server expects, even when none
 of its clients is sampled (it sends zeros) and even when its own training raised (it reports the
-failure in the FAILURES slot, prints the traceback, and waits for the server's ABORT).
+failure in the `failures` statistic, prints the traceback, and waits for the server's ABORT).
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import traceback
+from pathlib import Path
 
 import torch
 
+from fedrun import algorithm, checkpoint
+from fedrun.clientstate import ClientStateStore
 from fedrun.comm import Comm
 from fedrun.config import Config, resolve_clients_per_round
-from fedrun.data import Split
+from fedrun.data.types import Split
 from fedrun.errors import Aborted, FedrunError
-from fedrun.exchange import make_exchange
+from fedrun.exchange.packed import Exchange
 from fedrun.faults import maybe_crash
 from fedrun.flat import FlatSpec
 from fedrun.optim import SGD
-from fedrun.protocol import HEADER, Command, EvalSlot, TrainSlot
+from fedrun.protocol import ClientRound, Command, EvalSlot, RoundContext
 from fedrun.sampling import clients_of, host_of, sample_clients
 from fedrun.seeding import derive_seed, seed_globals
-from fedrun.strategies import build_strategy
 from fedrun.task import load_task
-
-
-def bad_update(delta: torch.Tensor, max_norm: float) -> str:
-    """Why a client update must not be aggregated ("" if it may): NaN/Inf, or a norm bound."""
-    # summed in float64 on the fly: no float64 copy of the vector (8 bytes a parameter)
-    norm = float(torch.linalg.vector_norm(delta, dtype=torch.float64))
-    if not math.isfinite(norm):
-        return "NaN or Inf"
-    if max_norm > 0 and norm > max_norm:
-        return f"L2 norm {norm:.4g} > --max-update-norm {max_norm:g}"
-    return ""
 
 
 class Worker:
@@ -54,30 +44,20 @@ class Worker:
         self.optimizer = SGD(
             self.model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
         )
-        self.strategy = build_strategy(cfg.strategy)
+        self.algo = algorithm.build(cfg, self.spec)
+        self.strategy, self.stages = self.algo.strategy, self.algo.stages
+        # every client starts from the initial model's integer buffers (fedrun.flat)
+        self.int_init = self.spec.flatten_ints(self.model) if self.spec.ints else None
+        self.store = ClientStateStore(self.clients, dev) if self.algo.needs_client_state else None
         first = next((c for c, d in self.data.items() if len(d.train)), None)
         if first is not None:
             self.task.check_model(self.model, self.data[first].train, f"client {first}", cfg)
-        bdev = comm.buffer_device
-        self.bcast = torch.zeros(HEADER + self.spec.numel, dtype=self.spec.dtype, device=bdev)
-        self.exchange = make_exchange(
-            self.strategy.reduction, comm, self.spec.numel, self.spec.dtype, dev
-        )
-        self.eval_buf = torch.zeros(len(EvalSlot), dtype=torch.float64, device=bdev)
-        self._view_global()
+        self.exchange = Exchange(self.algo.plan, comm, dev)
         self.scratch = self.spec.empty(dev)
 
     def share_memory(self) -> None:
         """After the handshake, on every rank: the vectors may move to shared memory."""
-        self.bcast = self.exchange.share(self.bcast)
-        self._view_global()
-
-    def _view_global(self) -> None:
-        """The global vector is read straight from the broadcast buffer where that is on the
-        compute device (nothing writes it before the next broadcast, after this round's reduce);
-        else from a copy on the device."""
-        same = self.bcast.device == self.comm.device
-        self.global_vec = self.bcast[HEADER:] if same else self.spec.empty(self.comm.device)
+        self.exchange.share()
 
     def report_partition(self) -> None:
         """Start-up, once: this worker's rows of the clients x (classes + 1) count matrix
@@ -93,13 +73,15 @@ class Worker:
 
     def run(self) -> None:
         self.report_partition()
+        if self.store is not None:  # rank 0 published where the state lives before the handshake
+            self.state_out = Path(self.comm.fetch("clientstate/out"))
+            resume = self.comm.fetch("clientstate/resume")
+            if resume:
+                self.store.load(Path(resume))
         while True:
-            self.comm.broadcast(self.bcast)
-            command, round_ = Command(int(self.bcast[0])), int(self.bcast[1])
+            command, round_ = self.exchange.wait_broadcast()
             if command is Command.ABORT:
                 raise Aborted("stopped by the server (its output shows the cause)")
-            if self.global_vec.data_ptr() != self.bcast[HEADER:].data_ptr():
-                self.global_vec.copy_(self.bcast[HEADER:])
             if command is Command.STOP:
                 return
             if command is Command.TRAIN:
@@ -113,14 +95,17 @@ class Worker:
     def _train_round(self, r: int) -> None:
         cfg = self.cfg
         k = resolve_clients_per_round(cfg.fed.clients_per_round, cfg.fed.num_clients)
-        mine = self._mine(sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r))
-        stats = [0.0] * len(TrainSlot)
-        self.exchange.reset()
+        sampled = sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r)
+        ctx = RoundContext(r, cfg.fed.seed, tuple(sampled))
+        sums, stats = self.exchange.reset()
         try:
-            for i, c in enumerate(mine):
-                self._train_client(r, c, stats)
+            for i, c in enumerate(self._mine(sampled)):
+                self._train_client(ctx, c, sums, stats)
                 if i == 0:
                     maybe_crash("train", self.comm.rank, r)
+            if self.store is not None and checkpoint.is_checkpoint_round(r, cfg):
+                path = checkpoint.client_state_dir(checkpoint.round_path(self.state_out, r))
+                self.store.save(path, self.comm.rank)
         except Exception as e:  # report, keep the protocol in step, let the server abort everyone
             if isinstance(e, FedrunError):  # a diagnosed failure: one line
                 print(
@@ -129,46 +114,54 @@ class Worker:
             else:
                 print(f"fedrun: worker rank {self.comm.rank} failed in round {r}:", file=sys.stderr)
                 traceback.print_exc()
-            stats = [0.0] * len(TrainSlot)
-            stats[TrainSlot.FAILURES] = 1.0
-            self.exchange.reset()
+            sums, stats = self.exchange.reset()
+            stats["failures"] = 1.0
         maybe_crash("reduce", self.comm.rank, r)
         self.comm.mark(f"train {r}")
         self.exchange.send(stats)
 
-    def _train_client(self, r: int, c: int, stats: list[float]) -> None:
-        """Train client c from the global vector; hand a_c and w_c - w to the exchange."""
+    def _train_client(
+        self, ctx: RoundContext, c: int, sums: dict[str, torch.Tensor], stats: dict[str, float]
+    ) -> None:
+        """Train client c from the global vector; its staged update joins the round's sums."""
         train = self.data[c].train
-        weight = self.strategy.client_weight(len(train))
-        stats[TrainSlot.CLIENTS] += 1
+        n = len(train)
+        weight = self.strategy.client_weight(n)
+        stats["clients"] += 1
         if weight == 0:  # no data: contributes nothing, and nothing to divide by
             return
-        seed = derive_seed(self.cfg.fed.seed, "client", r, c)
+        seed = derive_seed(self.cfg.fed.seed, "client", ctx.round, c)
         # dropout and other global-RNG draws of this client: the generators of the devices it
         # computes on, and Python's and numpy's for user code
         seed_globals(seed)
         if self.comm.device.type == "cuda":
             torch.cuda.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)  # this client's shuffling
-        self.spec.load(self.model, self.global_vec)
-        loss_sum, seen = self.task.train(
-            self.model, self.optimizer, train, self.cfg, gen, self.comm.device
+        w = self.exchange.global_vec
+        self.spec.load(self.model, w)
+        if self.int_init is not None:
+            self.spec.load_ints(self.model, self.int_init)
+        client = ClientRound(
+            ctx, c, n, weight, w, self.exchange.downlink, self.store.of(c) if self.store else {}
         )
-        delta = self.spec.flatten(self.model, out=self.scratch).sub_(self.global_vec)
-        problem = bad_update(delta, self.cfg.strategy.max_update_norm)
-        if problem:
-            if self.cfg.strategy.on_bad_update == "fail":
-                raise FedrunError(
-                    f"round {r}: client {c} sent a bad update ({problem}); lower --lr, or pass "
-                    "--on-bad-update skip to drop such clients"
-                )
-            stats[TrainSlot.SKIPPED] += 1
-            return
-        self.exchange.add(c, delta, weight)
-        stats[TrainSlot.WEIGHT] += weight
-        stats[TrainSlot.LOSS_SUM] += loss_sum
-        stats[TrainSlot.SEEN] += seen
-        stats[TrainSlot.EXAMPLES] += len(train)
+        hook = self.strategy.grad_hook(client, self.model)
+        loss_sum, seen = self.task.train(
+            self.model, self.optimizer, train, self.cfg, gen, self.comm.device, hook
+        )
+        delta: torch.Tensor | None = self.spec.flatten(self.model, out=self.scratch).sub_(w)
+        for stage in self.stages:
+            delta = stage.client(client, delta, stats)
+            if delta is None:  # left out of the round (counted by the stage)
+                return
+        self.strategy.contribute(client, delta, sums, stats)
+        stats["weight"] += weight
+        stats["loss_sum"] += loss_sum
+        stats["seen"] += seen
+        stats["examples"] += n
+        if self.int_init is not None:
+            added = (self.spec.flatten_ints(self.model) - self.int_init).tolist()
+            for name, v in zip(self.algo.int_stats, added, strict=True):
+                stats[name] += v
 
     def _eval_round(self, r: int) -> None:
         cfg = self.cfg
@@ -176,7 +169,7 @@ class Worker:
         mine = self._mine(sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r, "eval"))
         sums = [0.0] * len(EvalSlot)
         try:
-            self.spec.load(self.model, self.global_vec)
+            self.spec.load(self.model, self.exchange.global_vec)
             for c in mine:
                 loss, correct, count = self.task.evaluate(
                     self.model, self.data[c].test, cfg.eval.eval_batch_size, self.comm.device
@@ -193,6 +186,5 @@ class Worker:
             traceback.print_exc()
             sums = [0.0] * len(EvalSlot)
             sums[EvalSlot.FAILURES] = 1.0
-        self.eval_buf.copy_(torch.tensor(sums, dtype=torch.float64))
         self.comm.mark(f"eval {r}")
-        self.comm.reduce_sum(self.eval_buf)
+        self.exchange.send_eval(sums)

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fedrun import checks
 from fedrun.config import parse_args
-from fedrun.data import DATASETS
 from fedrun.models import build_model
+from fedrun.registry import DATASETS
 
 from .conftest import torchrun
 
@@ -23,8 +24,8 @@ FED_ARGS = (
 
 
 def centralized_accuracy() -> float:
-    cfg = parse_args(FED_ARGS).validate()
-    ds = DATASETS["digits"]
+    cfg = checks.validate(parse_args(FED_ARGS))
+    ds = DATASETS.load("digits")
     train = ds.split(*ds.raw(cfg, train=True))
     test = ds.central_data(cfg)
     model = build_model(cfg, ds.info(cfg))

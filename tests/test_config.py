@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 import tomli_w
 
+from fedrun import checks
 from fedrun.config import Config, all_fields, build_parser, load_toml, parse_args, to_toml
 from fedrun.errors import ConfigError
 
@@ -160,7 +161,7 @@ def test_bad_flags(argv, pattern):
 )
 def test_bad_values_name_the_field(argv, field):
     with pytest.raises(ConfigError) as e:
-        parse_args(argv).validate()
+        checks.validate(parse_args(argv))
     msg = str(e.value)
     assert msg.startswith(field), msg
     assert "\n" not in msg and ";" in msg  # problem; fix
@@ -168,8 +169,8 @@ def test_bad_values_name_the_field(argv, field):
 
 def test_unknown_choice_suggests_the_near_one():
     with pytest.raises(ConfigError, match="did you mean fedavg"):
-        parse_args(["--strategy", "fedavgg"]).validate()
+        checks.validate(parse_args(["--strategy", "fedavgg"]))
 
 
 def test_local_steps_may_replace_epochs():
-    parse_args(["--local-epochs", "0", "--local-steps", "5"]).validate()
+    checks.validate(parse_args(["--local-epochs", "0", "--local-steps", "5"]))

@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fedrun import checks
 from fedrun.config import parse_args
-from fedrun.data import DATASETS
 from fedrun.models import build_model
+from fedrun.registry import DATASETS
 
 from . import oracle
 from .conftest import REPO, spawn_ranks, torchrun
@@ -49,8 +50,8 @@ ORACLE_ARGS = [
 
 def oracle_fedavg(argv: list[str]) -> tuple[dict[str, torch.Tensor], float]:
     """The oracle on fedrun's Synthetic data; returns its final state and central loss."""
-    cfg = parse_args(argv).validate()
-    ds = DATASETS[cfg.data.dataset]
+    cfg = checks.validate(parse_args(argv))
+    ds = DATASETS.load(cfg.data.dataset)
     info = ds.info(cfg)
     data = {
         c: (d.train.x, d.train.y)
@@ -113,8 +114,8 @@ def test_outputs_and_console(tmp_path):
     assert summary["final"]["central_acc"] == rows[-1]["central_acc"]
     assert 0 < summary["startup_s"] < res.seconds
     # final_model.pt loads strictly into a fresh model
-    cfg.validate()
-    model = build_model(cfg, DATASETS["synthetic"].info(cfg))
+    checks.validate(cfg)
+    model = build_model(cfg, DATASETS.load("synthetic").info(cfg))
     model.load_state_dict(res.model())
 
 

@@ -10,7 +10,7 @@ from examples.flower_quickstart import cifar
 from fedrun.seeding import derive_seed
 
 from .conftest import torchrun
-from .test_datasets import write_cifar
+from .data.test_datasets import write_cifar
 
 pytestmark = pytest.mark.slow
 

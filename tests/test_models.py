@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from examples.flower_quickstart import cifar
+from fedrun import checks
 from fedrun.config import Config, parse_args
 from fedrun.data import DatasetInfo
 from fedrun.errors import ConfigError
@@ -86,7 +87,7 @@ def test_factory_by_import_path_gets_the_arguments_it_accepts():
 )
 def test_bad_factories_fail_validation(path, pattern):
     with pytest.raises(ConfigError, match=pattern) as e:
-        parse_args(["--model", path]).validate()
+        checks.validate(parse_args(["--model", path]))
     assert str(e.value).startswith("model.model (--model)")
 
 

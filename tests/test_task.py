@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fedrun import checks
 from fedrun.config import parse_args
 from fedrun.data import Split
 from fedrun.errors import ConfigError
@@ -30,7 +31,7 @@ from .userpkg import tasks
 )
 def test_bad_tasks_fail_validation_with_one_line(task, pattern):
     with pytest.raises(ConfigError, match=pattern) as e:
-        parse_args(["--task", task]).validate()
+        checks.validate(parse_args(["--task", task]))
     assert str(e.value).startswith("data.task (--task)") and "\n" not in str(e.value)
 
 

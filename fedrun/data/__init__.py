@@ -1,74 +1,9 @@
 """Datasets: what each rank loads. Workers load only their clients' shards, the server only its
-central held-out set. Data lives in memory as tensors; batches are cut by index permutation."""
+central held-out set. Data lives in memory as tensors; batches are cut by index permutation.
 
-from __future__ import annotations
+The families are registered by name in fedrun.registry.DATASETS; the types live in
+fedrun.data.types and are re-exported here."""
 
-from dataclasses import dataclass
-from typing import Protocol
+from fedrun.data.types import ClientData, Dataset, DatasetInfo, Split
 
-import torch
-from torch.utils.data import Dataset as TorchDataset
-
-from fedrun.config import Config
-
-
-@dataclass
-class Split:
-    """Features and targets of one split, as tensors on the target device."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
-
-
-@dataclass
-class ClientData:
-    """One virtual client's local data: in-memory tensors (the fast path, batched by index
-    permutation) or any torch Dataset (batched by a DataLoader)."""
-
-    train: Split | TorchDataset
-    test: Split | TorchDataset
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a dataset."""
-
-    input_shape: tuple[int, ...]
-    num_outputs: int  # classes for classification, targets for regression
-    task: str  # "classification" or "regression"
-
-
-class Dataset(Protocol):
-    """A dataset family, registered in DATASETS by name."""
-
-    partitions: tuple[str, ...]
-
-    def info(self, cfg: Config) -> DatasetInfo: ...
-
-    def client_data(self, cfg: Config, client_ids: list[int]) -> dict[int, ClientData]:
-        """The local data of the given clients only."""
-        ...
-
-    def central_data(self, cfg: Config) -> Split | TorchDataset | None:
-        """The server's held-out evaluation set (never any client's training data), or None."""
-        ...
-
-
-from fedrun.data.fake import Fake  # noqa: E402
-from fedrun.data.pooled import CIFAR10, MNIST, Digits, FashionMNIST  # noqa: E402
-from fedrun.data.synthetic import Synthetic  # noqa: E402
-
-DATASETS: dict[str, Dataset] = {
-    "synthetic": Synthetic(),
-    "digits": Digits(),
-    "mnist": MNIST(),
-    "fashion-mnist": FashionMNIST(),
-    "cifar10": CIFAR10(),
-    "fake": Fake(),
-}
+__all__ = ["ClientData", "Dataset", "DatasetInfo", "Split"]

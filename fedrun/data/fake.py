@@ -10,7 +10,7 @@ import math
 import torch
 
 from fedrun.config import Config
-from fedrun.data import ClientData, DatasetInfo, Split
+from fedrun.data.types import ClientData, DatasetInfo, Split
 from fedrun.seeding import derive_seed
 
 

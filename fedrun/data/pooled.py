@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from fedrun.config import Config
-from fedrun.data import ClientData, DatasetInfo, Split
 from fedrun.data import partition as P
+from fedrun.data.types import ClientData, DatasetInfo, Split
 from fedrun.errors import ConfigError, FedrunError
 from fedrun.seeding import numpy_rng
 

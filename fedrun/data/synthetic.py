@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from fedrun.config import Config
-from fedrun.data import ClientData, DatasetInfo, Split
+from fedrun.data.types import ClientData, DatasetInfo, Split
 from fedrun.seeding import numpy_rng
 
 DIM, CLASSES = 60, 10

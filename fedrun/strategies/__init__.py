@@ -1,13 +1,4 @@
-"""Aggregation strategies by name; one per file, each with a sibling test."""
+"""Federated algorithms, one per file, each with a sibling test under tests/strategies/.
 
-from __future__ import annotations
-
-from fedrun.config import StrategyConfig
-from fedrun.strategies.base import Strategy
-from fedrun.strategies.fedavg import FedAvg
-
-STRATEGIES: dict[str, type[Strategy]] = {"fedavg": FedAvg}
-
-
-def build_strategy(cfg: StrategyConfig) -> Strategy:
-    return STRATEGIES[cfg.strategy](cfg)
+A strategy is pure tensor maths: it never imports comm, exchange or torch.distributed. It is
+registered by name in fedrun.registry.STRATEGIES; users name theirs as `pkg.module:Class`."""

@@ -11,10 +11,10 @@ import torch
 
 from fedrun import shm
 
-from . import oracle
-from .conftest import spawn_ranks, torchrun
-from .test_e2e import ORACLE_ARGS, TOL, oracle_fedavg
-from .test_reliability import NAN_TASK
+from .. import oracle
+from ..conftest import spawn_ranks, torchrun
+from ..test_e2e import ORACLE_ARGS, TOL, oracle_fedavg
+from ..test_reliability import NAN_TASK
 
 SHARED = "gloo on cpu (vectors in shared memory)"
 

@@ -4,10 +4,10 @@ import numpy as np
 import torch
 
 from fedrun.config import Config
-from fedrun.data import DATASETS
 from fedrun.data.synthetic import CLASSES, DIM, _device, _draw
+from fedrun.registry import DATASETS
 
-DS = DATASETS["synthetic"]
+DS = DATASETS.load("synthetic")
 
 
 def _cfg(**data) -> Config:

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from fedrun import checks
 from fedrun.config import Config
-from fedrun.data import DATASETS
 from fedrun.errors import ConfigError, FedrunError
+from fedrun.registry import DATASETS
 
 
 def write_cifar(root, n_train=50, n_test=20, seed=0):
@@ -60,12 +61,12 @@ def _cfg(dataset, root, **kw) -> Config:
     cfg.fed.num_clients, cfg.fed.clients_per_round = 4, 2
     for k, v in kw.items():
         setattr(cfg.data, k, v)
-    return cfg.validate()
+    return checks.validate(cfg)
 
 
 def test_cifar10_pickles(tmp_path):
     written = write_cifar(tmp_path)
-    ds = DATASETS["cifar10"]
+    ds = DATASETS.load("cifar10")
     cfg = _cfg("cifar10", tmp_path)
     central = ds.central_data(cfg)
     data, labels = written["test_batch"]
@@ -89,7 +90,7 @@ def test_cifar10_pickles(tmp_path):
 )
 def test_idx_files(tmp_path, name, folder, gz):
     written = write_mnist(tmp_path, folder=folder, gz=gz)
-    ds = DATASETS[name]
+    ds = DATASETS.load(name)
     cfg = _cfg(name, tmp_path)
     central = ds.central_data(cfg)
     x, y = written["t10k"]
@@ -104,12 +105,12 @@ def test_idx_files(tmp_path, name, folder, gz):
 def test_missing_files_name_the_path_and_the_flag(tmp_path):
     cfg = _cfg("cifar10", tmp_path / "nothing")
     with pytest.raises(ConfigError) as e:
-        DATASETS["cifar10"].central_data(cfg)
+        DATASETS.load("cifar10").central_data(cfg)
     msg = str(e.value)
     assert msg.startswith("data.data_root (--data-root)")
     assert str(tmp_path / "nothing") in msg and "--download" in msg and "\n" not in msg
     with pytest.raises(ConfigError, match="MNIST files not found"):
-        DATASETS["mnist"].client_data(_cfg("mnist", tmp_path), [0])
+        DATASETS.load("mnist").client_data(_cfg("mnist", tmp_path), [0])
 
 
 def test_truncated_and_corrupt_files(tmp_path):
@@ -117,16 +118,16 @@ def test_truncated_and_corrupt_files(tmp_path):
     path = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-7])
     with pytest.raises(FedrunError, match="truncated"):
-        DATASETS["mnist"].central_data(_cfg("mnist", tmp_path))
+        DATASETS.load("mnist").central_data(_cfg("mnist", tmp_path))
     write_cifar(tmp_path / "c")
     (tmp_path / "c" / "cifar-10-batches-py" / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(FedrunError, match="is not a CIFAR-10 batch"):
-        DATASETS["cifar10"].central_data(_cfg("cifar10", tmp_path / "c"))
+        DATASETS.load("cifar10").central_data(_cfg("cifar10", tmp_path / "c"))
 
 
 def test_digits_offline_split():
     cfg = _cfg("digits", "/unused")
-    ds = DATASETS["digits"]
+    ds = DATASETS.load("digits")
     central = ds.central_data(cfg)
     clients = ds.client_data(cfg, list(range(4)))
     n_clients = sum(len(c.train) + len(c.test) for c in clients.values())
@@ -137,7 +138,7 @@ def test_digits_offline_split():
 
 def test_fake_is_seeded_per_client_and_learnable_shape():
     cfg = _cfg("fake", "/unused", fake_shape="1,4,4", fake_samples=30, fake_classes=3)
-    ds = DATASETS["fake"]
+    ds = DATASETS.load("fake")
     a = ds.client_data(cfg, [0, 1])
     b = ds.client_data(cfg, [1])
     assert torch.equal(a[1].train.x, b[1].train.x)
