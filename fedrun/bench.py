@@ -268,31 +268,39 @@ def internal_ceiling(j: Job, rank: int) -> dict:
 
 
 def _collective_worker(rank: int, port: int, numel: int, reps: int, mode: str, q) -> None:
-    """One rank of D: fedrun's own Comm moving a round's vectors (broadcast [header | w], then
-    reduce-SUM [U | stats]), through gloo or through shared memory."""
+    """One rank of D: fedrun's own exchange moving a round's segments (the broadcast of
+    [header | w], the float64 statistics reduce, the reduce of U), through gloo or through
+    shared memory."""
     import torch
 
     from fedrun.comm import Comm, LaunchEnv
     from fedrun.config import RuntimeConfig
-    from fedrun.protocol import HEADER, TrainSlot
+    from fedrun.exchange.packed import Exchange
+    from fedrun.protocol import Command
+    from fedrun.wire import WirePlan
 
     torch.set_num_threads(1)
     env = LaunchEnv(rank, NPROC, rank, NPROC, "127.0.0.1", port, 0)
     comm = Comm(env, RuntimeConfig(shared_memory=mode, timeout=600))
-    bcast = torch.ones(HEADER + numel)
-    red = torch.ones(numel + len(TrainSlot))
-    bcast, red = comm.share_vectors(bcast, red, numel)
+    ex = Exchange(WirePlan.default(numel, torch.float32), comm, torch.device("cpu"))
+    ex.share()
     times = []
     for _ in range(reps):
-        red.fill_(float(rank > 0))  # the server adds zeros; a worker's buffer is gloo's scratch
+        if rank:  # a worker's sum, written where it lies (rank 0 read the slots last round)
+            sums, stats = ex.reset()
+            sums["update"].fill_(1.0)
         comm.all_gather_ints([0])  # start together
         t0 = time.perf_counter()
-        comm.broadcast(bcast)
-        comm.reduce_sum(red)
+        if rank == 0:
+            ex.broadcast(Command.TRAIN, 1)
+            got = ex.receive()
+        else:
+            ex.wait_broadcast()
+            ex.send(stats)
         times.append(time.perf_counter() - t0)
     if rank == 0:
-        if red[0].item() != NPROC - 1:  # the workers' ones, summed
-            raise RuntimeError(f"D: reduce gave {red[0].item()}, not {NPROC - 1}")
+        if got.update[0].item() != NPROC - 1:  # the workers' ones, summed
+            raise RuntimeError(f"D: reduce gave {got.update[0].item()}, not {NPROC - 1}")
         q.put(min(times))
     comm.close()
 

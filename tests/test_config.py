@@ -4,7 +4,15 @@ import pytest
 import tomli_w
 
 from fedrun import checks
-from fedrun.config import Config, all_fields, build_parser, load_toml, parse_args, to_toml
+from fedrun.config import (
+    Config,
+    all_fields,
+    build_parser,
+    literal_choices,
+    load_toml,
+    parse_args,
+    to_toml,
+)
 from fedrun.errors import ConfigError
 
 REQUIRED_FLAGS = [
@@ -174,3 +182,24 @@ def test_unknown_choice_suggests_the_near_one():
 
 def test_local_steps_may_replace_epochs():
     checks.validate(parse_args(["--local-epochs", "0", "--local-steps", "5"]))
+
+
+def test_help_lists_choices_from_where_they_are_declared():
+    """Literal[...] field types and the registries are the only lists of choices: --help shows
+    exactly those, so help and code cannot drift."""
+    registered = checks.registry_choices()
+    text = " ".join(build_parser(registered).format_help().split())
+    listed = 0
+    for info in all_fields().values():
+        names = literal_choices(info.type) or registered.get(info.name)
+        if names:
+            assert f"{info.flag} {{{','.join(names)}}}" in text, info.flag
+            listed += 1
+    assert listed >= 10 and "fedavg" in registered["strategy"]
+
+
+def test_literal_fields_refuse_other_values_from_toml(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('[strategy]\nweighting = "equal"\n')
+    with pytest.raises(ConfigError, match=r"strategy.weighting .*choose one of examples, uniform"):
+        parse_args(["--config", str(path)]).validate()

@@ -315,9 +315,10 @@ def test_reports(tmp_path):
         table = list(csv.DictReader(f))
     assert [int(r["round"]) for r in table] == [1, 2, 3, 4]
     assert float(table[-1]["central_acc"]) == pytest.approx(rows[-1]["central_acc"])
-    # bytes: (broadcast 2+P floats + reduce P+7 floats) x 2 workers, + eval (bcast + 5 doubles)
+    # bytes, x 2 workers: broadcast 2+P floats, the statistics (7 doubles: the base six and the
+    # guard's skipped), the reduce of U (P floats); eval: broadcast again, then 5 doubles
     p = 610
-    assert rows[0]["bytes"] == 2 * 4 * ((2 + p) + (p + 7) + (2 + p)) + 2 * 8 * 5
+    assert rows[0]["bytes"] == 2 * (4 * (2 + p) + 8 * 7 + 4 * p) + 2 * (4 * (2 + p) + 8 * 5)
     assert (out / "metrics.png").stat().st_size > 1000
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

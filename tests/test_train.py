@@ -102,3 +102,33 @@ def test_regression_loss_is_mse():
     out, y = torch.tensor([[1.0], [3.0]]), torch.tensor([0.0, 1.0])
     assert fn(out, y).item() == (1 + 4) / 2
     assert fn(out, torch.tensor([0, 1])).item() == (1 + 4) / 2  # integer targets are cast
+
+
+def test_the_gradient_hook_runs_between_backward_and_each_step():
+    """A hook that adds mu * (p - p0) to every gradient (FedProx's proximal term) equals
+    plain SGD on the loss + mu/2 ||p - p0||^2 written out by hand."""
+    cfg = TrainConfig(lr=0.1, batch_size=8, local_epochs=2)
+    mu, data = 0.5, _data()
+    hooked, by_hand = _model(), _model()
+    p0 = [p.detach().clone() for p in hooked.parameters()]
+    calls = []
+
+    def hook():
+        calls.append(all(p.grad is not None for p in hooked.parameters()))
+        for p, q in zip(hooked.parameters(), p0, strict=True):
+            p.grad.add_(p.detach() - q, alpha=mu)
+
+    gen = torch.Generator().manual_seed(4)
+    opt = SGD(hooked.parameters(), lr=0.1)
+    local_train(hooked, opt, data, cfg, F.cross_entropy, gen, torch.device("cpu"), hook)
+    assert calls == [True] * 10  # 40 samples / 8, two epochs: once per step, grads ready
+
+    def proximal(out, y):
+        prox = sum(((p - q) ** 2).sum() for p, q in zip(by_hand.parameters(), p0, strict=True))
+        return F.cross_entropy(out, y) + mu / 2 * prox
+
+    gen = torch.Generator().manual_seed(4)
+    opt = SGD(by_hand.parameters(), lr=0.1)
+    local_train(by_hand, opt, data, cfg, proximal, gen, torch.device("cpu"))
+    for a, b in zip(hooked.parameters(), by_hand.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)  # float rounding of two ways to the same gradient
