@@ -123,6 +123,11 @@ class TrainConfig:
     """SGD weight decay (L2) on the clients."""
     batch_size: int = 32
     """Minibatch size of local training."""
+    drop_last: Literal["single", "all", "none"] = "single"
+    """The last, incomplete minibatch of each pass over a client's data: `single` drops it when
+    it holds one sample (BatchNorm cannot train on one; the pass reshuffles, so which sample
+    sits out changes), `all` drops it whenever it is incomplete (PyTorch's drop_last=True),
+    `none` keeps it (a BatchNorm model then fails on a client with n % batch_size == 1)."""
 
 
 @dataclass

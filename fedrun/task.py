@@ -19,6 +19,7 @@ weighted by test examples, as Flower does.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from fedrun.imports import import_object
 from fedrun.models import build_model, seeded
 from fedrun.registry import DATASETS
 from fedrun.seeding import call_seeded, derive_seed
-from fedrun.train import LossFn, evaluate, local_train, loss_for, make_loader
+from fedrun.train import LossFn, evaluate, local_train, loss_for, make_loader, num_batches
 
 _TASK = "data.task (--task)"
 
@@ -68,24 +69,35 @@ class Task:
         """Classes counted in the partition report (0: only example counts are reported)."""
         return self.info.num_outputs if self.kind == "classification" else 0
 
-    def check_model(self, model: nn.Module, data, where: str, cfg: Config) -> None:
-        """One forward pass and loss on a few samples of `data`: a model that does not fit the
-        data fails at set-up, in one line, instead of rounds later."""
+    def check_model(
+        self, model: nn.Module, data, where: str, cfg: Config, train: bool = False
+    ) -> None:
+        """One forward pass and loss on a few samples of `data` (and with `train`, a training-
+        mode forward and backward on a copy of the model, so BatchNorm and friends are tried as
+        local training runs them): a model that does not fit the data fails at set-up, in one
+        line, instead of rounds later."""
         if data is None or len(data) == 0:
             return
         xb, yb = next(iter(make_loader(data, 8, None)))
         device = next(model.parameters(), torch.empty(0)).device
+        mode = "evaluation"
         try:
             with torch.no_grad():
                 out = model.eval()(xb.to(device))  # eval: no BatchNorm statistics move
                 self.loss_fn(out, yb.to(device))
+            if train and len(yb) >= 2:  # drop_last never trains on one sample
+                mode = "training"
+                trial = copy.deepcopy(model).train()
+                out = trial(xb.to(device))
+                self.loss_fn(out, yb.to(device)).backward()
         except Exception as e:  # noqa: BLE001 - any failure here means a mismatch
             field = "data.task (--task)" if cfg.data.task else "model.model (--model)"
             shape = tuple(out.shape) if "out" in locals() else "none"
             raise ConfigError(
                 field,
                 f"the model's output (shape {shape}) does not fit {where}'s inputs "
-                f"{tuple(xb.shape)} and labels {tuple(yb.shape)} ({type(e).__name__}: {e})",
+                f"{tuple(xb.shape)} and labels {tuple(yb.shape)} in {mode} mode "
+                f"({type(e).__name__}: {e})",
                 "make the model's input and output match the data and the loss",
             ) from None
 
@@ -107,10 +119,12 @@ class Task:
         the strategy's gradient hook (fedrun.checks refuses it with a custom train)."""
         if self.train_fn is None:
             return local_train(model, optimizer, data, cfg.train, self.loss_fn, gen, device, hook)
-        loader = make_loader(data, cfg.train.batch_size, gen)
+        loader = make_loader(data, cfg.train.batch_size, gen, cfg.train.drop_last)
         model.train()  # as a fresh model would be; evaluation left it in eval mode
         result = self.train_fn(model, loader, cfg.train.local_epochs, device)
-        seen = len(data) * cfg.train.local_epochs
+        t = cfg.train
+        seen = min(len(data), num_batches(len(data), t.batch_size, t.drop_last) * t.batch_size)
+        seen *= t.local_epochs
         if isinstance(result, numbers.Real) and math.isfinite(result):
             return float(result) * seen, seen
         return 0.0, 0

@@ -7,6 +7,7 @@ generator, one fresh permutation per pass.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import torch
@@ -31,37 +32,76 @@ def loss_for(kind: str) -> LossFn:
     raise ValueError(f"unknown task kind {kind!r}")
 
 
+def num_batches(n: int, batch_size: int, drop_last: str = "none") -> int:
+    """Batches in one pass over n samples under a drop_last policy (fedrun.config.TrainConfig)."""
+    full, rest = divmod(n, batch_size)
+    keep = rest > 0 and not (drop_last == "all" or (drop_last == "single" and rest == 1))
+    return full + keep
+
+
 class TensorLoader:
     """A DataLoader look-alike over a Split: `len()` batches per pass, each pass a fresh
     permutation from `generator` (or in order without one)."""
 
-    def __init__(self, data: Split, batch_size: int, generator: torch.Generator | None) -> None:
+    def __init__(
+        self,
+        data: Split,
+        batch_size: int,
+        generator: torch.Generator | None,
+        drop_last: str = "none",
+    ) -> None:
         self.dataset, self.batch_size, self.generator = data, batch_size, generator
+        self.drop_last = drop_last
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        return num_batches(len(self.dataset), self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n, x, y = len(self.dataset), self.dataset.x, self.dataset.y
+        x, y, b = self.dataset.x, self.dataset.y, self.batch_size
         if self.generator is None:
-            for i in range(0, n, self.batch_size):
-                yield x[i : i + self.batch_size], y[i : i + self.batch_size]
+            for i in range(len(self)):
+                yield x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]
             return
-        perm = torch.randperm(n, generator=self.generator).to(x.device, non_blocking=True)
-        for i in range(0, n, self.batch_size):
-            idx = perm[i : i + self.batch_size]
+        perm = torch.randperm(len(self.dataset), generator=self.generator).to(
+            x.device, non_blocking=True
+        )
+        for i in range(len(self)):
+            idx = perm[i * b : (i + 1) * b]
             yield x[idx], y[idx]
 
 
+class _Truncated:
+    """A DataLoader's first `len()` batches per pass (drops a one-sample last batch)."""
+
+    def __init__(self, loader: DataLoader, batches: int) -> None:
+        self.loader, self.batches, self.dataset = loader, batches, loader.dataset
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.batches)
+
+
 def make_loader(
-    data: Split | TorchDataset, batch_size: int, generator: torch.Generator | None
-) -> TensorLoader | DataLoader:
-    """Shuffling loader when `generator` is given, sequential otherwise."""
+    data: Split | TorchDataset,
+    batch_size: int,
+    generator: torch.Generator | None,
+    drop_last: str = "none",
+) -> TensorLoader | DataLoader | _Truncated:
+    """Shuffling loader when `generator` is given, sequential otherwise; `drop_last` as
+    TrainConfig.drop_last says (training only: evaluation sees every sample)."""
     if isinstance(data, Split):
-        return TensorLoader(data, batch_size, generator)
-    return DataLoader(
-        data, batch_size=batch_size, shuffle=generator is not None, generator=generator
+        return TensorLoader(data, batch_size, generator, drop_last)
+    loader = DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=generator is not None,
+        generator=generator,
+        drop_last=drop_last == "all",
     )
+    want = num_batches(len(data), batch_size, drop_last)
+    return loader if want == len(loader) else _Truncated(loader, want)
 
 
 def batches(loader, steps: int, epochs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -97,7 +137,7 @@ def local_train(
     model.train()
     loss_sum = torch.zeros((), device=device)
     seen = 0
-    loader = make_loader(data, cfg.batch_size, generator)
+    loader = make_loader(data, cfg.batch_size, generator, cfg.drop_last)
     # in-memory data already on the device needs no per-batch .to() (a few % of a small step)
     move = not (isinstance(data, Split) and data.x.device == device == data.y.device)
     for xb, yb in batches(loader, cfg.local_steps, cfg.local_epochs):

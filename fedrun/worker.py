@@ -51,7 +51,9 @@ class Worker:
         self.store = ClientStateStore(self.clients, dev) if self.algo.needs_client_state else None
         first = next((c for c, d in self.data.items() if len(d.train)), None)
         if first is not None:
-            self.task.check_model(self.model, self.data[first].train, f"client {first}", cfg)
+            self.task.check_model(
+                self.model, self.data[first].train, f"client {first}", cfg, train=True
+            )
         self.exchange = Exchange(self.algo.plan, comm, dev)
         self.scratch = self.spec.empty(dev)
 
@@ -130,13 +132,14 @@ class Worker:
         stats["clients"] += 1
         if weight == 0:  # no data: contributes nothing, and nothing to divide by
             return
-        seed = derive_seed(self.cfg.fed.seed, "client", ctx.round, c)
-        # dropout and other global-RNG draws of this client: the generators of the devices it
-        # computes on, and Python's and numpy's for user code
+        # Two streams per (round, client), one per purpose: the shuffling, and the global RNGs
+        # that dropout and user code (augmentation) draw from, on every device it computes on.
+        # One seed for both made the permutation and the dropout masks read the same numbers.
+        seed = derive_seed(self.cfg.fed.seed, "globals", ctx.round, c)
         seed_globals(seed)
         if self.comm.device.type == "cuda":
             torch.cuda.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)  # this client's shuffling
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.fed.seed, "shuffle", ctx.round, c))
         w = self.exchange.global_vec
         self.spec.load(self.model, w)
         if self.int_init is not None:

@@ -127,3 +127,24 @@ def test_batchnorm_buffers_are_averaged_and_counters_summed(tmp_path):
     again = torchrun(3, *BN, "--resume", "auto", out=part)
     assert again.returncode == 0, again.stderr
     assert _same(again.model(), model)
+
+
+ONE_LEFT = (
+    "--dataset fake --fake-shape 20 --fake-samples 33 --fake-test-samples 40 "
+    "--model tests.userpkg.algorithms:bn_mlp --batch-size 32 --num-clients 4 "
+    "--clients-per-round 4 --rounds 2"
+).split()
+
+
+def test_a_one_sample_last_batch_never_reaches_batchnorm(tmp_path):
+    """33 examples at batch 32 leave one sample per pass: --drop-last single (the default)
+    drops that batch; keeping it (none) is what crashed every such run."""
+    ok = torchrun(3, *ONE_LEFT, out=tmp_path / "ok")
+    assert ok.returncode == 0, ok.stderr
+    rows = [json.loads(x) for x in (tmp_path / "ok" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["examples"] == 4 * 33 for r in rows)
+    # one batch of 32 per client and round: the counters say so
+    assert ok.model()["2.num_batches_tracked"].item() == 2 * 4
+    kept = torchrun(3, *ONE_LEFT, "--drop-last", "none", out=tmp_path / "kept")
+    assert kept.returncode != 0
+    assert "Expected more than 1 value per channel when training" in kept.stderr

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fedrun import checks
 from fedrun.config import parse_args
 from fedrun.models import build_model
 from fedrun.registry import DATASETS
+from fedrun.task import load_task
 
 from . import oracle
 from .conftest import REPO, spawn_ranks, torchrun
@@ -49,20 +49,21 @@ ORACLE_ARGS = [
 
 
 def oracle_fedavg(argv: list[str]) -> tuple[dict[str, torch.Tensor], float]:
-    """The oracle on fedrun's Synthetic data; returns its final state and central loss."""
+    """The oracle on the job's data and initial model (fedrun's task code builds both; the
+    training and averaging are the oracle's own); returns its final state and central loss."""
     cfg = checks.validate(parse_args(argv))
-    ds = DATASETS.load(cfg.data.dataset)
-    info = ds.info(cfg)
+    task = load_task(cfg)
+    cpu = torch.device("cpu")
     data = {
         c: (d.train.x, d.train.y)
-        for c, d in ds.client_data(cfg, list(range(cfg.fed.num_clients))).items()
+        for c, d in task.client_data(list(range(cfg.fed.num_clients)), cpu).items()
     }
-    model = build_model(cfg, info)
-    final = oracle.fedavg(cfg, data, model, F.cross_entropy)
+    model = task.model(cpu)
+    final = oracle.fedavg(cfg, data, model, task.loss_fn)
     model.load_state_dict(final)
-    central = ds.central_data(cfg)
+    central = task.central_data(cpu)
     with torch.no_grad():
-        loss = F.cross_entropy(model(central.x), central.y).item()
+        loss = task.loss_fn(model.eval()(central.x), central.y).item()
     return final, loss
 
 
@@ -89,6 +90,42 @@ def test_matches_single_process_oracle(tmp_path, nproc):
     assert [r["round"] for r in rows] == [1, 2, 3]
     assert math.isclose(rows[-1]["central_loss"], central_loss, rel_tol=1e-5)
     assert all(r["clients"] == 2 for r in rows)
+
+
+VARIANTS = {
+    # BatchNorm buffers averaged and counters summed, a step budget across passes, uniform
+    # client weights, a server step past the average, half the clients evaluated
+    "batchnorm-steps-uniform-server-lr": (
+        "--model tests.userpkg.algorithms:bn_mlp --local-steps 7 --weighting uniform "
+        "--server-lr 1.5 --batch-size 16 --eval-fraction 0.5 --rounds 3 --num-clients 8 "
+        "--clients-per-round 4 --lr 0.02"
+    ),
+    # a pooled dataset under label skew, dropout drawn from the client's own global-RNG stream
+    "digits-dirichlet-dropout": (
+        "--dataset digits --partition dirichlet --dirichlet-alpha 0.5 --num-clients 6 "
+        "--clients-per-round 3 --model tests.userpkg.algorithms:dropout_mlp --rounds 3 "
+        "--lr 0.05 --server-lr 0.7"
+    ),
+    # shards, momentum, a step budget, every incomplete last batch dropped
+    "digits-shards-momentum": (
+        "--dataset digits --partition shards --num-clients 6 --clients-per-round 4 "
+        "--model mlp --hidden 16 --local-steps 5 --momentum 0.9 --drop-last all --rounds 3 "
+        "--lr 0.02"
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variants_match_the_oracle(tmp_path, variant):
+    argv = VARIANTS[variant].split()
+    res = torchrun(3, *argv, out=tmp_path / "run")
+    assert res.returncode == 0, res.stderr
+    expected, central_loss = oracle_fedavg(argv)
+    assert oracle.max_diff(res.model(), expected) < TOL
+    assert math.isclose(_metrics(tmp_path / "run")[-1]["central_loss"], central_loss, rel_tol=1e-4)
+    if "uniform" in argv:  # the weighting matters here: examples-weighted is another model
+        other, _ = oracle_fedavg([*argv, "--weighting", "examples"])
+        assert oracle.max_diff(other, expected) > 100 * TOL
 
 
 def test_outputs_and_console(tmp_path):

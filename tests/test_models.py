@@ -94,3 +94,27 @@ def test_bad_factories_fail_validation(path, pattern):
 def test_factory_returning_no_module():
     with pytest.raises(ConfigError, match="returned int"):
         build_model(_cfg("tests.userpkg.factories:not_a_model"), CIFAR)
+
+
+class _FailsInTraining(torch.nn.Linear):
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("no training here")
+        return super().forward(x)
+
+
+def test_set_up_check_runs_a_training_step_on_a_copy():
+    """The worker's model check tries a training-mode forward and backward too (where a
+    BatchNorm or a train-only branch fails), without moving the model's own statistics."""
+    from fedrun.data.types import Split
+    from fedrun.task import load_task
+
+    cfg = parse_args([])
+    task = load_task(cfg)
+    data = Split(torch.randn(8, 4), torch.randint(0, 3, (8,)))
+    with pytest.raises(ConfigError, match=r"in training mode \(RuntimeError: no training here\)"):
+        task.check_model(_FailsInTraining(4, 3), data, "client 0", cfg, train=True)
+    task.check_model(_FailsInTraining(4, 3), data, "the server's central set", cfg)  # eval only
+    bn = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    task.check_model(bn, data, "client 0", cfg, train=True)
+    assert torch.equal(bn[1].running_mean, torch.zeros(3)) and bn[1].num_batches_tracked == 0

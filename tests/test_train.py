@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -7,7 +8,15 @@ from torch import nn
 from fedrun.config import TrainConfig
 from fedrun.data import Split
 from fedrun.optim import SGD
-from fedrun.train import TensorLoader, batches, evaluate, local_train, loss_for, make_loader
+from fedrun.train import (
+    TensorLoader,
+    batches,
+    evaluate,
+    local_train,
+    loss_for,
+    make_loader,
+    num_batches,
+)
 
 
 def test_epochs_are_permutations_and_steps_cross_epochs():
@@ -132,3 +141,24 @@ def test_the_gradient_hook_runs_between_backward_and_each_step():
     local_train(by_hand, opt, data, cfg, proximal, gen, torch.device("cpu"))
     for a, b in zip(hooked.parameters(), by_hand.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)  # float rounding of two ways to the same gradient
+
+
+@pytest.mark.parametrize(
+    ("n", "policy", "sizes"),
+    [
+        (33, "single", [32]),  # the one left over is dropped
+        (33, "none", [32, 1]),
+        (34, "single", [32, 2]),  # two are a batch BatchNorm can train on
+        (34, "all", [32]),
+        (1, "single", []),  # a one-sample client takes no step
+        (64, "all", [32, 32]),
+    ],
+)
+def test_drop_last_policy_on_both_loader_paths(n, policy, sizes):
+    data = _data(n=n)
+    for d in (data, Wrapped(data)):
+        loader = make_loader(d, 32, torch.Generator().manual_seed(0), policy)
+        assert len(loader) == len(sizes) == num_batches(n, 32, policy)
+        assert [len(y) for _, y in loader] == sizes
+    # evaluation (no policy given) sees every sample
+    assert sum(len(y) for _, y in make_loader(Wrapped(data), 32, None)) == n

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -47,8 +49,18 @@ def bn_mlp(input_shape, num_outputs):
     """Linear -> BatchNorm1d -> ReLU -> Linear: running statistics and an integer counter."""
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(input_shape[0], 16),
+        nn.Linear(math.prod(input_shape), 16),
         nn.BatchNorm1d(16),
         nn.ReLU(),
         nn.Linear(16, num_outputs),
+    )
+
+
+def dropout_mlp(input_shape, num_outputs):
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(math.prod(input_shape), 32),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Linear(32, num_outputs),
     )
