@@ -69,6 +69,7 @@ class Server:
         self.result_digest = result_digest(cfg)
         resumed_from = ""
         if resume:
+            checkpoint.check_owner(out, self.spec.digest(), self.result_digest)
             resumed_from = self._resume(resume)
         # where stateful workers keep their per-client stores (fedrun.clientstate)
         comm.put("clientstate/out", str(out))

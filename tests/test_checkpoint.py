@@ -94,3 +94,67 @@ def test_run_dir_leaves_the_config_alone_and_writes_clean_json(tmp_path):
     run.write_summary({"final": {"central_loss": float("nan")}, "rounds": 1})
     text = (tmp_path / "run" / "summary.json").read_text()
     assert "NaN" not in text and json.loads(text)["final"]["central_loss"] is None
+
+
+class _RunsCode:
+    """A pickle that creates a file when unpickled: what a crafted checkpoint would carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_carrying_code_is_refused_unread(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"global": torch.zeros(3), "payload": _RunsCode(marker)}, path)
+    with pytest.raises(
+        ConfigError, match=r"holds a io.open object.*refused unread: loading it could run code"
+    ):
+        checkpoint.load(path, 0, 0)
+    assert not marker.exists()
+
+
+def test_rng_states_round_trip_through_a_weights_only_file(tmp_path):
+    import random
+
+    import numpy as np
+
+    random.seed(3)
+    np.random.seed(4)
+    np.random.standard_normal()  # a cached Gaussian in numpy's state
+    torch.manual_seed(5)
+    path = checkpoint.save(tmp_path, _state(1), keep=1)
+    draws = (random.random(), np.random.standard_normal(), torch.rand(1).item())
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    checkpoint.restore_rng(torch.load(path, weights_only=True))
+    assert (random.random(), np.random.standard_normal(), torch.rand(1).item()) == draws
+
+
+def test_resuming_into_a_folder_of_another_runs_checkpoints_is_refused(tmp_path):
+    """Another run's round 20 would win rotation and every restart by its round number."""
+    checkpoint.save(tmp_path, _state(20), keep=2)  # digests 11, 22
+    checkpoint.check_owner(tmp_path, 11, 22)  # the same run: fine
+    with pytest.raises(ConfigError, match=r"holds checkpoints of another run \(round_000020.pt"):
+        checkpoint.check_owner(tmp_path, 11, 23)
+    (tmp_path / "checkpoints" / checkpoint.OWNER).unlink()  # an unmarked folder: not ours
+    with pytest.raises(ConfigError, match="runtime.out"):
+        checkpoint.check_owner(tmp_path, 11, 22)
+    checkpoint.check_owner(tmp_path / "empty", 1, 2)  # nothing there: nothing to mix
+
+
+def test_rotation_takes_the_per_client_state_along(tmp_path):
+    for r in (1, 2, 3):
+        folder = checkpoint.client_state_dir(checkpoint.round_path(tmp_path, r))
+        folder.mkdir(parents=True)
+        (folder / "rank1.pt").write_bytes(b"")
+        checkpoint.save(tmp_path, _state(r), keep=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == [
+        "round_000002.clients", "round_000002.pt", "round_000003.clients", "round_000003.pt",
+        "run.json",
+    ]  # fmt: skip

@@ -51,6 +51,7 @@ def test_resume_is_bitwise_exact(tmp_path, reference):
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == [
         "round_000003.pt",
         "round_000005.pt",
+        "run.json",  # whose checkpoints these are (fedrun.checkpoint.check_owner)
     ]
     saved = tmp_path / "round3.pt"
     saved.write_bytes((out / "checkpoints" / "round_000003.pt").read_bytes())
@@ -69,6 +70,12 @@ def test_resume_is_bitwise_exact(tmp_path, reference):
     assert other.returncode == 0, other.stderr
     assert "resumed after round 3" in other.stdout and "resumed after round 6" in other.stdout
     assert _same(other.model(), reference[0])
+    # ... but not into a folder holding another run's checkpoints, whose round 6 of another job
+    # would win rotation and restarts
+    foreign = tmp_path / "foreign"
+    assert torchrun(3, "--rounds", "6", "--checkpoint-every", "6", out=foreign).returncode == 0
+    refused = torchrun(3, *JOB, "--resume", str(saved), out=foreign)
+    assert refused.returncode != 0 and "holds checkpoints of another run" in refused.stderr
 
 
 @pytest.mark.slow
