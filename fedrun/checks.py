@@ -31,7 +31,7 @@ def validate(cfg: Config) -> Config:
     if d.task:
         from fedrun.task import task_object
 
-        task = task_object(d.task)
+        task = task_object(d.task, instantiate=False)
         if algorithm.strategy_class(cfg).local_objective and callable(getattr(task, "train", None)):
             raise ConfigError(
                 _field("strategy"),

@@ -9,12 +9,14 @@ instantiated without arguments) provides:
     server_data() -> Dataset                                     optional: central evaluation
     loss = "cross_entropy" | "mse" | callable(out, y)            optional, default cross_entropy
     train(model, loader, epochs, device)                         optional: replaces local SGD
-    evaluate(model, loader, device) -> (loss, accuracy)          optional: replaces evaluation
+    evaluate(model, loader, device) -> (loss, accuracy)          optional: replaces evaluation;
+        loss = the MEAN loss per example over the loader's data, accuracy in [0, 1]
     configure(config)                                            optional: sees the fedrun Config
 
 TensorDatasets of (inputs, targets) take the in-memory fast path; any other Dataset is batched
-by a DataLoader. A custom `evaluate` returns per-client (loss, accuracy), which fedrun averages
-weighted by test examples, as Flower does.
+by a DataLoader. A custom `evaluate` returns one client's (mean loss per example, accuracy),
+which fedrun averages over clients weighted by their test examples, as Flower does (a sum of
+batch losses would be weighted as if it were a mean).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import TensorDataset
 
-from fedrun.config import Config
+from fedrun.config import Config, all_fields
 from fedrun.data.types import ClientData, DatasetInfo, Split
 from fedrun.errors import ConfigError
 from fedrun.imports import import_object
@@ -41,6 +44,10 @@ from fedrun.seeding import call_seeded, derive_seed
 from fedrun.train import LossFn, evaluate, local_train, loss_for, make_loader, num_batches
 
 _TASK = "data.task (--task)"
+
+
+def _is_lazy(module: nn.Module) -> bool:
+    return any(is_lazy(t) for t in (*module.parameters(False), *module.buffers(False)))
 
 
 def _on(data: Split | TorchDataset | None, device: torch.device) -> Split | TorchDataset:
@@ -63,6 +70,7 @@ class Task:
     _central: Callable[[], Any]
     train_fn: Callable[..., Any] | None = None
     eval_fn: Callable[..., Any] | None = None
+    user: bool = False  # built from --task
 
     @property
     def num_classes(self) -> int:
@@ -102,7 +110,17 @@ class Task:
             ) from None
 
     def model(self, device: torch.device) -> nn.Module:
-        return self._model().to(device)
+        model = self._model()
+        lazy = sorted({type(m).__name__ for m in model.modules() if _is_lazy(m)})
+        if lazy:  # their parameters would appear at the first forward, differently per rank
+            field = "data.task (--task)" if self.user else "model.model (--model)"
+            raise ConfigError(
+                field,
+                f"the model has uninitialised lazy modules ({', '.join(lazy)})",
+                "give their input sizes (nn.Linear(in_features, out) for nn.LazyLinear) so "
+                "every rank builds the same parameters before round 1",
+            )
+        return model.to(device)
 
     def client_data(self, ids: list[int], device: torch.device) -> dict[int, ClientData]:
         raw = self._client_data(ids)
@@ -158,10 +176,12 @@ def load_task(cfg: Config) -> Task:
     )
 
 
-def task_object(path: str) -> Any:
-    """Import the user's task object (instantiating a class) and check what fedrun calls."""
+def task_object(path: str, instantiate: bool = True) -> Any:
+    """Import the user's task object (instantiating a class unless `instantiate` is False:
+    fedrun.checks only looks, so each rank builds the object once, in load_task) and check
+    what fedrun calls."""
     obj = import_object(path, _TASK)
-    if isinstance(obj, type):
+    if isinstance(obj, type) and instantiate:
         obj = obj()
     for required in ("model", "client_data"):
         if not callable(getattr(obj, required, None)):
@@ -171,10 +191,26 @@ def task_object(path: str) -> Any:
     return obj
 
 
+def _first_change(before: Config, after: Config) -> str:
+    for name, info in all_fields().items():
+        old, new = (getattr(getattr(c, info.section), name) for c in (before, after))
+        if old != new:
+            return f"{info.label} from {old!r} to {new!r}"
+    return ""
+
+
 def _user_task(cfg: Config) -> Task:
     obj = task_object(cfg.data.task)
     if callable(getattr(obj, "configure", None)):
+        before = copy.deepcopy(cfg)
         obj.configure(cfg)
+        changed = _first_change(before, cfg)
+        if changed:  # every rank agreed on the config before this call: it must stay that one
+            raise ConfigError(
+                _TASK,
+                f"configure() changed {changed}",
+                "set it with its flag or in the TOML file; configure() may read the config",
+            )
     loss = getattr(obj, "loss", "cross_entropy")
     if callable(loss):
         kind, loss_fn = "custom", loss
@@ -213,6 +249,7 @@ def _user_task(cfg: Config) -> Task:
     server_data = getattr(obj, "server_data", None)
     return Task(
         name=cfg.data.task,
+        user=True,
         kind=kind,
         info=DatasetInfo((), 0, kind),
         loss_fn=loss_fn,

@@ -73,6 +73,8 @@ def test_norm_bound_drops_everything_then_stops():
         (["--task", "tests.userpkg.tasks:BadCentral", "--num-clients", "4",
           "--clients-per-round", "4"], "does not fit the server's central set's inputs", 2),
         (["--model", "cnn"], "cnn needs square images of at least 16x16", 2),
+        (["--model", "tests.userpkg.factories:tiny"],
+         "model.model (--model): the model has uninitialised lazy modules (LazyLinear)", 2),
         (["--timeout", "inf"], "runtime.timeout (--timeout): must be a finite number", 2),
         (["--partition", "shards", "--dataset", "digits", "--num-clients", "1000",
           "--shards-per-client", "2", "--clients-per-round", "10"], "2000 shards requested", 2),

@@ -186,3 +186,32 @@ def test_user_data_drawn_from_global_rngs_is_seeded_per_client_and_kept_from_the
     assert torch.equal(task.central_data(cpu).x, central.x)
     other_seed = load_task(parse_args([*args, "--seed", "7"]))
     assert not torch.equal(other_seed.client_data([2], cpu)[2].train.x, together[2].train.x)
+
+
+def test_the_task_object_is_built_once_per_rank():
+    cfg = checks.validate(parse_args(["--task", "tests.userpkg.tasks:Counted"]))
+    tasks.Counted.made = 0
+    load_task(cfg)
+    assert tasks.Counted.made == 1  # validation looked at the class without building it
+
+
+def test_configure_may_not_change_the_agreed_config():
+    cfg = checks.validate(parse_args(["--task", "tests.userpkg.tasks:Reconfigures"]))
+    with pytest.raises(
+        ConfigError, match=r"configure\(\) changed train.lr \(--lr\) from 0.05 to 0.5"
+    ):
+        load_task(cfg)
+
+
+@pytest.mark.slow
+def test_a_custom_evaluate_is_weighted_by_each_clients_test_examples(tmp_path):
+    """Client c holds 5 (c + 1) test examples and reports loss c: weighted, 2.0; unweighted,
+    1.5 (tests/userpkg/tasks.py:UnequalTests)."""
+    res = torchrun(
+        3, "--task", "tests.userpkg.tasks:UnequalTests", "--num-clients", "4",
+        "--clients-per-round", "4", "--rounds", "1", out=tmp_path / "run",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["fed_examples"] == 5 * (1 + 2 + 3 + 4)
+    assert row["fed_loss"] == pytest.approx(2.0) and row["fed_acc"] == 1.0

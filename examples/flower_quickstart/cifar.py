@@ -54,15 +54,19 @@ def train(net: Net, trainloader, epochs: int, device: torch.device) -> None:
 
 
 def test(net: Net, testloader, device: torch.device) -> tuple[float, float]:
-    """Validate the network on the entire test set: (summed batch losses, accuracy)."""
+    """Validate the network on the entire test set: (mean loss per example, accuracy).
+
+    The one change from the tutorial, whose test() returned the sum of its batch-mean losses:
+    fedrun's contract for evaluate() is the mean loss per example (it weights each client's by
+    its test examples), and a sum over batches was ~313x too large for the central set."""
     criterion = nn.CrossEntropyLoss()
     correct, total, loss = 0, 0, 0.0
     with torch.no_grad():
         for data in testloader:
             images, labels = data[0].to(device), data[1].to(device)
             outputs = net(images)
-            loss += criterion(outputs, labels).item()
+            loss += criterion(outputs, labels).item() * labels.size(0)
             _, predicted = torch.max(outputs.data, 1)
             total += labels.size(0)
             correct += (predicted == labels).sum().item()
-    return loss, correct / total
+    return loss / total, correct / total

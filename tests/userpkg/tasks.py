@@ -170,3 +170,32 @@ class BadCentral(Tensors):
 
     def server_data(self):
         return TensorDataset(torch.randn(20, 7), torch.zeros(20, dtype=torch.long))
+
+
+class Counted(Tensors):
+    """Counts its instances: fedrun builds a task object once per rank."""
+
+    made = 0
+
+    def __init__(self):
+        type(self).made += 1
+
+
+class Reconfigures(Tensors):
+    def configure(self, cfg):
+        cfg.train.lr = 0.5  # after every rank agreed on the config: refused
+
+
+class UnequalTests(Tensors):
+    """Client c's test split holds 5 (c + 1) examples labelled c, and evaluate() reports the
+    mean label as its loss: the federated loss is then sum_c 5(c+1) c / sum_c 5(c+1) when
+    weighted by test examples (2.0 for four clients), 1.5 if it were not."""
+
+    def client_data(self, client_id, num_clients):
+        x, y = _data(8, client_id)
+        n = 5 * (client_id + 1)
+        return TensorDataset(x, y), TensorDataset(torch.zeros(n, 3), torch.full((n,), client_id))
+
+    def evaluate(self, model, loader, device):
+        labels = torch.cat([y for _, y in loader]).double()
+        return float(labels.mean()), 1.0  # (mean loss per example, accuracy)
