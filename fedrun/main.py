@@ -15,12 +15,13 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from fedrun import checks, malloc
 from fedrun.comm import Comm, LaunchEnv
-from fedrun.config import Config, build_parser, parse_args, to_toml
+from fedrun.config import Config, build_parser, parse_args, resolve_clients_per_round, to_toml
 from fedrun.errors import Aborted, FedrunError, JoinTimeout, PeerLost, say
 from fedrun.seeding import digest63
 
@@ -61,16 +62,33 @@ def config_digest(cfg: Config) -> int:
     return digest63(to_toml(cfg))
 
 
-def handshake(comm: Comm, status: int, spec_digest: int, cfg_digest: int) -> list[int]:
+def environment_digest(cfg: Config) -> int:
+    """What makes ranks compute the same samples and partitions from the same seed: the torch
+    and numpy versions (their RNGs draw the sampling and the partitions), and the first rounds'
+    client samples themselves."""
+    from fedrun.sampling import sample_clients
+
+    k = resolve_clients_per_round(cfg.fed.clients_per_round, cfg.fed.num_clients)
+    samples = [sample_clients(cfg.fed.num_clients, k, cfg.fed.seed, r) for r in (1, 2, 3)]
+    return digest63(f"torch {torch.__version__} numpy {np.__version__} | {samples}")
+
+
+def handshake(comm: Comm, status: int, spec_digest: int, cfg: Config) -> list[int]:
     """One all-gather: every rank learns which set-ups failed (returned) and whether the rest
-    agree on model layout and config (raises if not)."""
-    rows = comm.all_gather_ints([status, spec_digest, cfg_digest])
+    agree on model layout, config and environment (raises if not)."""
+    rows = comm.all_gather_ints([status, spec_digest, config_digest(cfg), environment_digest(cfg)])
     failed = [r for r, row in enumerate(rows) if row[0] != 0]
     if failed:
         return failed
     for i, what, fix in (
         (1, "model layouts (names/shapes/dtypes)", "use the same fedrun and torch on every node"),
         (2, "configs", "pass the same flags and config file on every node"),
+        (
+            3,
+            f"torch/numpy versions or client samples (rank 0: torch {torch.__version__}, numpy "
+            f"{np.__version__})",
+            "install the same torch and numpy on every node",
+        ),
     ):
         odd = [r for r, row in enumerate(rows) if row[i] != rows[0][i]]
         if odd:
@@ -102,7 +120,6 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
     """Run a validated config in this process; (exit code, rank 0's summary or None)."""
     set_threads(cfg, env)
     malloc.configure(cfg.runtime.malloc)
-    cfg_digest = config_digest(cfg)
     try:
         comm = Comm(env, cfg.runtime)
     except JoinTimeout as e:  # the ranks' deadlines expire seconds apart
@@ -128,7 +145,7 @@ def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
         status, cause = 1, traceback.format_exc()
     in_step = False  # True once the outcome is known to every rank alike
     try:
-        failed = handshake(comm, status, role.spec.digest() if role else 0, cfg_digest)
+        failed = handshake(comm, status, role.spec.digest() if role else 0, cfg)
         if failed:
             # Ranks often fail set-up alike (the same missing files): the lowest failing rank
             # shows its cause once; the others exit a moment later, so torchrun's summary

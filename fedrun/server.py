@@ -257,6 +257,12 @@ class Server:
             raise FedrunError(
                 f"round {r}: {failures} client worker(s) failed; the cause is printed above"
             )
+        if int(stats["clients"]) != len(ctx.sampled):
+            raise FedrunError(
+                f"round {r}: the workers handled {int(stats['clients'])} clients, "
+                f"{len(ctx.sampled)} were sampled; the ranks disagree on the sample (install the "
+                "same torch and numpy on every node)"
+            )
         for stage in reversed(self.algo.stages):
             received = stage.server(ctx, received)
         if not received.weight > 0:

@@ -148,3 +148,12 @@ def test_a_one_sample_last_batch_never_reaches_batchnorm(tmp_path):
     kept = torchrun(3, *ONE_LEFT, "--drop-last", "none", out=tmp_path / "kept")
     assert kept.returncode != 0
     assert "Expected more than 1 value per channel when training" in kept.stderr
+
+
+def test_the_server_checks_every_sampled_client_was_handled(tmp_path):
+    res = torchrun(
+        3, "--stages", "tests.userpkg.algorithms:MiscountsClients", "--rounds", "2",
+        out=tmp_path / "run",
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert "round 1: the workers handled 20 clients, 10 were sampled" in res.stderr

@@ -64,3 +64,11 @@ def dropout_mlp(input_shape, num_outputs):
         nn.Dropout(0.3),
         nn.Linear(32, num_outputs),
     )
+
+
+class MiscountsClients(Stage):
+    """Reports one client too many: what ranks that disagree on the sample would send."""
+
+    def client(self, client, delta, stats):
+        stats["clients"] += 1
+        return delta
