@@ -73,7 +73,7 @@ class DataConfig:
     """Shards per client in the `shards` partition (each shard: one run of sorted labels)."""
     min_samples: int = 2
     """Minimum samples per client in `iid`/`dirichlet`/`shards` partitions (dirichlet redraws
-    until it holds)."""
+    up to 10 times, then tops the short clients up from the largest)."""
     client_test_fraction: float = 0.1
     """Fraction of each client's pooled-dataset shard kept as its local test split."""
     synthetic_alpha: float = 1.0

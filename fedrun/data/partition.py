@@ -33,11 +33,14 @@ def dirichlet(
     alpha: float,
     rng: np.random.Generator,
     min_samples: int = 0,
-    max_tries: int = 1000,
+    max_tries: int = 10,
 ):
     """Label skew by splitting each class over clients with proportions q_c ~ Dir(alpha * 1_K)
     (Yurochkin et al. 2019; Wang et al. 2020, FedMA; the scheme of most FL benchmarks). Small
-    alpha: each class lands on few clients. Redraws until every client has >= min_samples."""
+    alpha: each class lands on few clients. Redraws until every client has >= min_samples, at
+    most `max_tries` times; then the last draw's short clients are topped up from the largest
+    ones (`top_up`), so the scheme never fails when num_clients x min_samples <= samples and
+    costs at most `max_tries` draws (10^4 clients at alpha 0.5 seldom get a draw that holds)."""
     _check_enough(len(labels), num_clients, min_samples)
     classes = np.unique(labels)
     by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
@@ -51,11 +54,32 @@ def dirichlet(
         out = [np.sort(np.concatenate(p)) for p in parts]
         if min(len(p) for p in out) >= min_samples:
             return out
-    raise ConfigError(
-        "data.dirichlet_alpha (--dirichlet-alpha)",
-        f"no draw in {max_tries} gave every client >= {min_samples} samples",
-        "raise --dirichlet-alpha or lower --min-samples",
-    )
+    return top_up(out, min_samples, rng)
+
+
+def top_up(parts: list[np.ndarray], min_samples: int, rng: np.random.Generator):
+    """Move samples, chosen at random, from the largest clients (largest first, never below
+    min_samples) to the clients short of min_samples (in client order) until every client
+    holds min_samples. Needs len(parts) x min_samples <= the samples in all parts."""
+    parts = list(parts)
+    need = [max(0, min_samples - len(p)) for p in parts]
+    total, given = sum(need), []
+    for k in sorted(range(len(parts)), key=lambda k: (-len(parts[k]), k)):
+        short = total - sum(len(g) for g in given)
+        surplus = len(parts[k]) - min_samples
+        if short == 0 or surplus <= 0:
+            break
+        perm = rng.permutation(len(parts[k]))
+        take = min(surplus, short)
+        given.append(parts[k][perm[:take]])
+        parts[k] = np.sort(parts[k][perm[take:]])
+    pool = np.concatenate(given) if given else np.zeros(0, dtype=np.int64)
+    at = 0
+    for k, n in enumerate(need):
+        if n:
+            parts[k] = np.sort(np.concatenate([parts[k], pool[at : at + n]]))
+            at += n
+    return parts
 
 
 def shards(labels: np.ndarray, num_clients: int, per_client: int, rng: np.random.Generator):

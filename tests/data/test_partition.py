@@ -70,5 +70,27 @@ def test_impossible_requests_name_the_field():
         P.shards(LABELS[:10], 6, 2, _rng())
     with pytest.raises(ConfigError, match=r"data.min_samples .*exceeds"):
         P.iid(LABELS[:10], 6, _rng(), min_samples=2)
-    with pytest.raises(ConfigError, match=r"data.dirichlet_alpha .*no draw"):
-        P.dirichlet(LABELS[:100], 20, 0.01, _rng(), min_samples=5, max_tries=20)
+    with pytest.raises(ConfigError, match=r"data.min_samples .*exceeds"):
+        P.dirichlet(LABELS[:100], 21, 0.5, _rng(), min_samples=5)
+
+
+def test_dirichlet_never_fails_when_the_samples_suffice_and_stays_fast():
+    """20 clients x 5 of 100 samples at alpha 0.01 (no draw holds) and 10^4 clients x 2 of
+    50,000 at alpha 0.5: at most 10 draws, then the short clients are topped up (a 1000-draw
+    retry loop took minutes at 10^4 clients before failing)."""
+    parts = P.dirichlet(LABELS[:100], 20, 0.01, _rng(), min_samples=5)
+    _uses_every_sample_once(parts, 100)
+    assert {len(p) for p in parts} == {5}  # every sample was needed
+    labels = np.random.default_rng(2).integers(0, 10, 50_000)
+    parts = P.dirichlet(labels, 10_000, 0.5, _rng(), min_samples=2)
+    _uses_every_sample_once(parts, 50_000)
+    assert min(len(p) for p in parts) >= 2
+
+
+def test_top_up_moves_from_the_largest_clients_only():
+    parts = [np.arange(0, 10), np.arange(10, 13), np.array([13]), np.array([], dtype=np.int64)]
+    out = P.top_up(parts, 3, _rng())
+    assert [len(p) for p in out] == [5, 3, 3, 3]
+    assert np.array_equal(out[1], parts[1])  # a client at the minimum gives nothing
+    assert set(np.concatenate(out[2:])) - {13} <= set(parts[0])
+    _uses_every_sample_once(out, 14)
