@@ -90,12 +90,18 @@ class Pooled:
 # --- files ----------------------------------------------------------------------------------
 
 
-def _missing(name: str, path: Path) -> ConfigError:
+def _missing(name: str, root: Path, places: list[Path]) -> ConfigError:
+    where = " or ".join(str(p) for p in places)
     return ConfigError(
         _ROOT,
-        f"{name} files not found in {path}",
+        f"{name} files not found in {root} (looked in {where})",
         "pass --download (needs a network) or point --data-root at a directory holding them",
     )
+
+
+def _first(places: list[Path], present) -> Path | None:
+    """The first of `places` where `present(place)` holds."""
+    return next((p for p in places if present(p)), None)
 
 
 @contextlib.contextmanager
@@ -110,23 +116,48 @@ def _download_lock(root: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _fetch(cfg: Config, tv_class: str, present) -> None:
-    """Download through torchvision if the files are missing and --download is set."""
+def _locate(cfg: Config, tv_class: str, places, present) -> Path:
+    """The folder holding the files: the first of `places(root)` (torchvision's layout first,
+    then the files directly in --data-root, as the original downloads and Debian's packages
+    lay them out) where `present(folder)`; downloaded through torchvision if none is and
+    --download is set."""
     root = Path(cfg.data.data_root).expanduser()
-    if present(root):
-        return
+    found = _first(places(root), present)
+    if found is not None:
+        return found
     if not cfg.data.download:
-        raise _missing(tv_class, root)
+        raise _missing(tv_class, root, places(root))
     import torchvision.datasets as tvd
 
     with _download_lock(root):
-        if present(root):
-            return
+        found = _first(places(root), present)
+        if found is not None:
+            return found
         try:
             for train in (True, False):
                 getattr(tvd, tv_class)(str(root), train=train, download=True)
         except Exception as e:  # noqa: BLE001 - network errors come in many types
             raise FedrunError(f"downloading {tv_class} into {root} failed: {e}") from None
+    return places(root)[0]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR-10's python batches are pickles; a pickle can name any callable, so only what
+    those files hold is allowed (numpy arrays, dicts, lists, bytes): a crafted file in
+    --data-root then fails to load instead of running its code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
+        return super().find_class(module, name)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -156,18 +187,17 @@ class _IdxDataset(Pooled):
     tv_class = "MNIST"
     input_shape = (1, 28, 28)
 
-    def _raw_dir(self, root: Path) -> Path:
-        return root / self.folder / "raw"
+    def places(self, root: Path) -> list[Path]:
+        return [root / self.folder / "raw", root]
 
     def raw(self, cfg: Config, train: bool) -> tuple[np.ndarray, np.ndarray]:
         prefix = "train" if train else "t10k"
         stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
 
-        def present(root: Path) -> bool:
-            return all(_idx_file(self._raw_dir(root), s) for s in stems)
+        def present(folder: Path) -> bool:
+            return all(_idx_file(folder, s) for s in stems)
 
-        _fetch(cfg, self.tv_class, present)
-        raw = self._raw_dir(Path(cfg.data.data_root).expanduser())
+        raw = _locate(cfg, self.tv_class, self.places, present)
         x, y = (read_idx(_idx_file(raw, s)) for s in stems)  # type: ignore[arg-type]
         if len(x) != len(y):
             raise FedrunError(f"{raw}: {len(x)} images but {len(y)} labels")
@@ -190,19 +220,21 @@ class CIFAR10(Pooled):
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     folder = "cifar-10-batches-py"
 
+    def places(self, root: Path) -> list[Path]:
+        return [root / self.folder, root]
+
     def raw(self, cfg: Config, train: bool) -> tuple[np.ndarray, np.ndarray]:
         names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
 
-        def present(root: Path) -> bool:
-            return all((root / self.folder / n).exists() for n in names)
+        def present(folder: Path) -> bool:
+            return all((folder / n).exists() for n in names)
 
-        _fetch(cfg, "CIFAR10", present)
-        folder = Path(cfg.data.data_root).expanduser() / self.folder
+        folder = _locate(cfg, "CIFAR10", self.places, present)
         xs, ys = [], []
         for n in names:
             try:
                 with open(folder / n, "rb") as f:
-                    batch = pickle.load(f, encoding="bytes")
+                    batch = _ArraysOnly(f, encoding="bytes").load()
                 xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3072))
                 ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
             except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:

@@ -13,12 +13,12 @@ from fedrun.errors import ConfigError, FedrunError
 from fedrun.registry import DATASETS
 
 
-def write_cifar(root, n_train=50, n_test=20, seed=0):
+def write_cifar(root, n_train=50, n_test=20, seed=0, folder="cifar-10-batches-py"):
     """CIFAR-10 python batches: dicts with b'data' (N x 3072 uint8, R then G then B planes)
-    and b'labels'. Returns the arrays written."""
+    and b'labels', in root/folder (root itself for folder=""). Returns the arrays written."""
     rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
+    folder = root / folder
+    folder.mkdir(parents=True, exist_ok=True)
     written = {}
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name in names:
@@ -42,9 +42,11 @@ def write_idx(path, arr: np.ndarray, gz: bool = False):
         path.write_bytes(payload)
 
 
-def write_mnist(root, folder="MNIST", n_train=60, n_test=20, gz=False, seed=0):
+def write_mnist(root, folder="MNIST", n_train=60, n_test=20, gz=False, seed=0, flat=False):
+    """idx files in torchvision's root/folder/raw/, or (flat) in root itself as the original
+    download and Debian's dataset packages lay them out."""
     rng = np.random.default_rng(seed)
-    raw = root / folder / "raw"
+    raw = root if flat else root / folder / "raw"
     out = {}
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
@@ -102,6 +104,34 @@ def test_idx_files(tmp_path, name, folder, gz):
     assert sum(len(c.train) + len(c.test) for c in clients.values()) == 60
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_files_directly_in_the_data_root(tmp_path, gz):
+    """/usr/share/datasets/fashion-mnist (Debian) holds the four idx files themselves."""
+    written = write_mnist(tmp_path, gz=gz, flat=True)
+    central = DATASETS.load("fashion-mnist").central_data(_cfg("fashion-mnist", tmp_path))
+    assert central.y.tolist() == written["t10k"][1].tolist()
+    cifar = write_cifar(tmp_path / "c", folder="")  # the extracted folder given as the root
+    central = DATASETS.load("cifar10").central_data(_cfg("cifar10", tmp_path / "c"))
+    assert central.y.tolist() == cifar["test_batch"][1]
+
+
+def test_a_cifar_batch_that_names_other_code_is_refused(tmp_path):
+    written = write_cifar(tmp_path)
+    marker = tmp_path / "ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    data, labels = written["test_batch"]
+    with open(path, "wb") as f:
+        pickle.dump({b"data": data, b"labels": labels, b"x": RunsCode()}, f)
+    with pytest.raises(FedrunError, match="io.open is not allowed in a CIFAR-10 batch"):
+        DATASETS.load("cifar10").central_data(_cfg("cifar10", tmp_path))
+    assert not marker.exists()
+
+
 def test_missing_files_name_the_path_and_the_flag(tmp_path):
     cfg = _cfg("cifar10", tmp_path / "nothing")
     with pytest.raises(ConfigError) as e:
@@ -109,6 +139,8 @@ def test_missing_files_name_the_path_and_the_flag(tmp_path):
     msg = str(e.value)
     assert msg.startswith("data.data_root (--data-root)")
     assert str(tmp_path / "nothing") in msg and "--download" in msg and "\n" not in msg
+    where = tmp_path / "nothing"
+    assert f"(looked in {where / 'cifar-10-batches-py'} or {where})" in msg  # every place
     with pytest.raises(ConfigError, match="MNIST files not found"):
         DATASETS.load("mnist").client_data(_cfg("mnist", tmp_path), [0])
 
