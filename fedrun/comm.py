@@ -70,15 +70,34 @@ class LaunchEnv:
         )
 
 
+def _isolated() -> bool:
+    """This process was given exactly one GPU through its own CUDA_VISIBLE_DEVICES, as some
+    schedulers do per rank (SLURM's --gpus-per-task, Kubernetes device plugins)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return visible is not None and len([d for d in visible.split(",") if d.strip()]) == 1
+
+
 def pick_device(cfg: RuntimeConfig, env: LaunchEnv) -> torch.device:
-    """cuda:LOCAL_RANK when every local rank gets its own GPU (NCCL needs one GPU per rank)."""
+    """cuda:LOCAL_RANK when every local rank gets its own GPU (NCCL needs one GPU per rank);
+    cuda:0 when each rank sees only its own GPU (per-rank CUDA_VISIBLE_DEVICES)."""
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if cfg.device == "cpu" or (cfg.device == "auto" and gpus < env.local_world_size):
+    per_rank = gpus == 1 and env.local_world_size > 1 and _isolated()
+    if cfg.device == "cpu":
+        return torch.device("cpu")
+    if cfg.device == "auto" and gpus < env.local_world_size and not per_rank:
+        if gpus and env.local_rank == 0:
+            print(
+                f"fedrun: {gpus} GPU(s) for {env.local_world_size} ranks on this node: running "
+                "on CPU (each rank needs its own GPU; --device cuda refuses instead)",
+                flush=True,
+            )
         return torch.device("cpu")
     if gpus == 0:
         raise ConfigError(
             "runtime.device (--device)", "cuda requested but no GPU is visible", "use --device cpu"
         )
+    if per_rank:  # the scheduler's promise: a GPU of this rank's own (NCCL refuses a shared one)
+        return torch.device("cuda", 0)
     if gpus < env.local_world_size:
         raise ConfigError(
             "runtime.device (--device)",

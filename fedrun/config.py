@@ -191,6 +191,12 @@ class RuntimeConfig:
     """The tmpfs directory for --shared-memory files; each is unlinked once every rank mapped it."""
     threads: int = 0
     """Torch threads per process; 0 = cores / processes on this node (never oversubscribe)."""
+    deterministic: bool = False
+    """Deterministic kernels on CUDA: torch.use_deterministic_algorithms(True), cuDNN's
+    deterministic mode without autotuning, CUBLAS_WORKSPACE_CONFIG=:4096:8. Repeated runs then
+    give the same bits on the same GPUs and software; it costs speed (cuDNN autotuning off,
+    some ops slower) and an op with no deterministic kernel raises. CPU runs are deterministic
+    without it. Like --threads, it lasts for the process (fedrun.run changes its caller's)."""
     malloc: Literal["retain", "system"] = "retain"
     """What each rank's C allocator (glibc) does with freed memory: `retain` keeps it for the
     next training step (blocks under 32 MiB from the heap, up to 1 GiB kept free) instead of

@@ -58,6 +58,17 @@ def set_threads(cfg: Config, env: LaunchEnv) -> int:
     return n
 
 
+def set_deterministic(on: bool) -> None:
+    """--deterministic: the settings that make CUDA kernels repeat bit for bit. Set before any
+    CUDA work (cuBLAS reads its workspace variable when it starts)."""
+    if not on:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def config_digest(cfg: Config) -> int:
     return digest63(to_toml(cfg))
 
@@ -119,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 def execute(cfg: Config, env: LaunchEnv) -> tuple[int, dict[str, Any] | None]:
     """Run a validated config in this process; (exit code, rank 0's summary or None)."""
     set_threads(cfg, env)
+    set_deterministic(cfg.runtime.deterministic)
     malloc.configure(cfg.runtime.malloc)
     try:
         comm = Comm(env, cfg.runtime)

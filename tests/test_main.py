@@ -43,3 +43,22 @@ def test_a_failed_set_up_is_reported_before_any_comparison():
     cfg = parse_args([])
     rows = [_row(cfg), [1, 0, 0, 0], _row(cfg, env=5)]
     assert handshake(RowsComm(rows), 0, 7, cfg) == [1]
+
+
+def test_deterministic_sets_what_cuda_needs(monkeypatch):
+    from fedrun.main import set_deterministic
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    try:
+        set_deterministic(False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        set_deterministic(True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        import os
+
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, before[1]
