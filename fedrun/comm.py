@@ -190,7 +190,8 @@ class Comm:
         self.cfg = cfg
         self.shared: SharedVectors | None = None
         if env.rank == 0:  # names this attempt's shared-memory files, should they be used
-            prefixed.set("shm-token", uuid.uuid4().hex[:16])
+            self.shm_job = self.first_attempt_value("shm-job", uuid.uuid4().hex[:12])
+            prefixed.set("shm-token", f"{self.shm_job}-a{env.restart_count}")
 
     def first_attempt_value(self, key: str, value: str) -> str:
         """`value` on the first attempt of a job, remembered in the launcher's store, so that a
@@ -282,25 +283,30 @@ class Comm:
                 field, f"on needs one host and gloo on CPU, but {why_not}", "use auto"
             )
         token = self.attempt_store.get("shm-token").decode()
-        sh = SharedVectors(Path(self.cfg.shm_dir), token, self, bcast, reduce_buf)
-        problem = sh.make()
-        ok = self.all_gather_ints([0 if problem else 1])
-        failed = [r for r, row in enumerate(ok) if not row[0]]
-        if failed:
-            sh.release()
-            what = f"rank(s) {failed} could not make their file in {self.cfg.shm_dir}"
-            if problem and self.rank == 0:
-                what += f" ({problem})"
-            if mode == "on":
-                if self.rank:  # one line from rank 0 is enough
-                    raise Aborted("shared memory unavailable (rank 0 shows the cause)")
-                raise ConfigError(field, what, "free space in --shm-dir or use auto")
-            if self.rank == 0:
-                print(f"fedrun: shared memory unavailable, {what}; using gloo", flush=True)
-            return bcast, reduce_buf
-        sh.connect()
-        with self._guard("shared-memory barrier"):
-            dist.barrier()  # every rank has mapped every file it needs: the names can go
+        directory = Path(self.cfg.shm_dir)
+        if self.rank == 0 and self.env.restart_count > 0 and directory.is_dir():
+            shm.remove_earlier_attempts(directory, self.shm_job, self.env.restart_count)
+        sh = SharedVectors(directory, token, self, bcast, reduce_buf)
+        # Each step's outcome goes through an all-gather, which every rank reaches whatever
+        # happened to it, so a rank that fails tells the others instead of leaving them in a
+        # barrier; the second all-gather is also the barrier after which the names can go.
+        for step, action in (("make their file", sh.make), ("map the others'", sh.connect)):
+            problem = action()
+            ok = self.all_gather_ints([0 if problem else 1])
+            failed = [r for r, row in enumerate(ok) if not row[0]]
+            if failed:
+                sh.release()
+                what = f"rank(s) {failed} could not {step} in {self.cfg.shm_dir}"
+                if problem and self.rank == 0:
+                    what += f" ({problem})"
+                if mode == "on":
+                    if self.rank:  # one line from rank 0 is enough
+                        raise Aborted("shared memory unavailable (rank 0 shows the cause)")
+                    raise ConfigError(field, what, "free space in --shm-dir or use auto")
+                if self.rank == 0:
+                    print(f"fedrun: shared memory unavailable, {what}; using gloo", flush=True)
+                return bcast, reduce_buf
+            maybe_crash("shm", self.rank, 0)
         sh.release()
         self.shared = sh
         return sh.bcast, sh.reduce_buf
@@ -368,14 +374,19 @@ class SharedVectors:
         self.made.append(self.paths[r])
         return t
 
-    def connect(self) -> None:
-        if self.rank == 0:
-            self.slots = [
-                shm.attach(self.paths[r], self.reduce_numel, self.reduce_dtype)
-                for r in range(1, self.world_size)
-            ]
-        else:
-            self.bcast = shm.attach(self.paths[0], self.bcast.numel(), self.dtype)
+    def connect(self) -> str:
+        """Map the others' files; a problem is returned, not raised (as in `make`)."""
+        try:
+            if self.rank == 0:
+                self.slots = [
+                    shm.attach(self.paths[r], self.reduce_numel, self.reduce_dtype)
+                    for r in range(1, self.world_size)
+                ]
+            else:
+                self.bcast = shm.attach(self.paths[0], self.bcast.numel(), self.dtype)
+        except OSError as e:
+            return e.strerror or str(e)
+        return ""
 
     def release(self) -> None:
         """Unlink every name this rank made (rank 0: all of them, once all are mapped)."""

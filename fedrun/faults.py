@@ -6,7 +6,8 @@ the rank hangs for good instead, before joining the process group: a stuck rank,
 one, which its launcher would notice), "broadcast" (server,
 before the round's broadcast), "train" (worker, after its first client of the round), "reduce"
 (before entering the round's reduce), "checkpoint" (server, checkpoint written to its temporary
-file but not yet renamed).
+file but not yet renamed), "shm" (round 0: after a shared-memory step of set-up, the files made
+and not yet unlinked).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 import sys
 import time
 
-POINTS = ("join", "broadcast", "train", "reduce", "checkpoint")
+POINTS = ("join", "shm", "broadcast", "train", "reduce", "checkpoint")
 
 
 def maybe_crash(point: str, rank: int, round_: int) -> None:

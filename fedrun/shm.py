@@ -64,6 +64,19 @@ def unlink(path: Path) -> None:
         os.unlink(path)
 
 
+def remove_earlier_attempts(directory: Path, job: str, attempt: int) -> list[Path]:
+    """Remove this job's files of attempts before `attempt` (`fedrun-<job>-a<k>-*`, k <
+    attempt): a rank killed between making its file and the unlink after the barrier leaves
+    one behind, and torchrun restarts the group with a new attempt number. Returns them."""
+    gone = []
+    for path in directory.glob(f"fedrun-{job}-a*-*"):
+        k = path.name[len(f"fedrun-{job}-a") :].split("-", 1)[0]
+        if k.isdigit() and int(k) < attempt:
+            unlink(path)
+            gone.append(path)
+    return gone
+
+
 def _map(fd: int, numel: int, dtype: torch.dtype, nbytes: int) -> torch.Tensor:
     if nbytes == 0:
         return torch.empty(0, dtype=dtype)

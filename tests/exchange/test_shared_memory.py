@@ -116,3 +116,31 @@ def test_auto_uses_shared_memory_for_big_vectors_and_falls_back_to_gloo(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     small = torchrun(3, "--rounds", "1", "--shm-dir", str(where), out=tmp_path / "c")
     assert small.returncode == 0 and SHARED not in small.stdout  # 610 parameters: gloo
+
+
+def test_earlier_attempts_files_are_removed_not_this_ones(tmp_path):
+    for name in ("fedrun-j1-a0-bcast", "fedrun-j1-a0-slot1", "fedrun-j1-a1-slot2",
+                 "fedrun-j1-a2-bcast", "fedrun-j2-a0-bcast", "other"):  # fmt: skip
+        (tmp_path / name).write_bytes(b"")
+    gone = shm.remove_earlier_attempts(tmp_path, "j1", 2)
+    assert sorted(p.name for p in gone) == [
+        "fedrun-j1-a0-bcast", "fedrun-j1-a0-slot1", "fedrun-j1-a1-slot2",
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fedrun-j1-a2-bcast", "fedrun-j2-a0-bcast", "other",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_rank_killed_holding_its_file_leaves_nothing_after_the_restart(tmp_path):
+    """Killed after making its slot, before the names are unlinked: the restarted attempt
+    removes the first attempt's files (they accumulated in /dev/shm before)."""
+    where = tmp_path / "shm"
+    where.mkdir()
+    res = torchrun(
+        3, *ORACLE_ARGS, "--shared-memory", "on", "--shm-dir", str(where), out=tmp_path / "run",
+        env={"FEDRUN_FAULT": "shm:1:0"}, extra=["--max-restarts=1"],
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "vectors in shared memory" in res.stdout
+    assert list(where.iterdir()) == []
