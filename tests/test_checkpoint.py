@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fedrun import checkpoint
-from fedrun.config import Config, result_digest
+from fedrun.config import Config, all_fields, result_digest
 from fedrun.errors import ConfigError
 
 
@@ -67,19 +67,46 @@ def test_other_model_or_config_is_refused(tmp_path):
         checkpoint.load(path, 11, 23)
 
 
-def test_result_digest_ignores_rounds_and_runtime_but_not_training():
+def _other_value(info):
+    """A different valid-looking value of a config field, by its type."""
+    from fedrun.config import literal_choices
+
+    value = getattr(getattr(Config(), info.section), info.name)
+    if literal_choices(info.type):
+        return next(c for c in literal_choices(info.type) if c != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    return value + "x"
+
+
+RESULT_FIELDS = [
+    n for n, i in all_fields().items()
+    if i.section in ("fed", "data", "model", "train", "strategy")
+    and n not in ("rounds", "data_root", "download")
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", RESULT_FIELDS)
+def test_result_digest_covers_every_field_that_changes_results(name):
+    """A checkpoint resumes only under the same digest: every field of fed, data, model, train
+    and strategy changes it (but the rounds, which a resume may raise, and where the data
+    files live)."""
+    info = all_fields()[name]
+    c = Config()
+    setattr(getattr(c, info.section), name, _other_value(info))
+    assert result_digest(c) != result_digest(Config()), name
+
+
+def test_result_digest_ignores_rounds_and_runtime_and_evaluation():
     a = Config()
     b = Config()
-    b.fed.rounds, b.runtime.out, b.eval.eval_every, b.data.data_root = 7, "x", 3, "/elsewhere"
+    b.fed.rounds, b.data.data_root, b.data.download = 7, "/elsewhere", True
+    for name, info in all_fields().items():
+        if info.section in ("runtime", "eval"):
+            setattr(getattr(b, info.section), name, _other_value(info))
     assert result_digest(a) == result_digest(b)
-    for section, key, value in (
-        ("train", "lr", 0.2),
-        ("fed", "seed", 1),
-        ("model", "model", "mlp"),
-    ):
-        c = Config()
-        setattr(getattr(c, section), key, value)
-        assert result_digest(c) != result_digest(a), key
 
 
 def test_run_dir_leaves_the_config_alone_and_writes_clean_json(tmp_path):

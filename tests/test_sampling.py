@@ -17,10 +17,34 @@ def test_sample_is_deterministic_distinct_and_sized():
     assert sample_clients(10, 10, 0, 1) == list(range(10))
 
 
-def test_sample_is_uniform():
+# chi-square critical values at p = 0.001 (scipy.stats.chi2.ppf(0.999, df)): the samples are
+# seeded, so each test is one fixed draw that a sampler this far from uniform would fail
+CHI2_999 = {3: 16.266, 19: 43.820}
+
+
+def test_sample_is_uniform_chi_square():
+    """2000 rounds of 5 of 20 clients: each client is expected 500 times."""
     counts = Counter(c for r in range(2000) for c in sample_clients(20, 5, seed=0, round_=r))
-    # each client expected 2000 * 5/20 = 500 times; binomial sd ~19, allow 5 sd
-    assert all(abs(v - 500) < 100 for v in counts.values()) and len(counts) == 20
+    assert len(counts) == 20
+    chi2 = sum((counts[c] - 500) ** 2 / 500 for c in range(20))
+    assert chi2 < CHI2_999[19], chi2
+
+
+def test_rounds_are_independent_chi_square():
+    """If round r+1's sample is uniform whatever round r drew, the overlap of consecutive
+    samples is hypergeometric: P(j) = C(5, j) C(15, 5 - j) / C(20, 5). Overlaps of 3 or more
+    are pooled (expected counts above 5)."""
+    from math import comb
+
+    samples = [set(sample_clients(20, 5, seed=0, round_=r)) for r in range(2000)]
+    overlaps = Counter(min(len(a & b), 3) for a, b in zip(samples, samples[1:], strict=False))
+    p = [comb(5, j) * comb(15, 5 - j) / comb(20, 5) for j in range(6)]
+    p = [*p[:3], sum(p[3:])]
+    n = len(samples) - 1
+    chi2 = sum((overlaps[j] - n * p[j]) ** 2 / (n * p[j]) for j in range(4))
+    assert chi2 < CHI2_999[3], (chi2, overlaps)
+    # a sampler that repeated its sample would have all overlaps at 5: far past the bound
+    assert sum((n * (j == 3) - n * p[j]) ** 2 / (n * p[j]) for j in range(4)) > CHI2_999[3]
 
 
 def test_eval_sampling_uses_its_own_stream():
