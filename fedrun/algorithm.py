@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedrun.config import Config
+from fedrun.errors import ConfigError
 from fedrun.flat import FlatSpec
 from fedrun.registry import STAGES, STRATEGIES
 from fedrun.stages.base import Stage
@@ -34,6 +35,10 @@ def stage_classes(cfg: Config) -> list[type[Stage]]:
     out: list[type[Stage]] = [UpdateGuard]
     for name in stage_names(cfg):
         cls = STAGES.load(name)
+        if cls is UpdateGuard:
+            raise ConfigError(
+                STAGES.label, "the guard always runs first", f"drop {name} from --stages"
+            )
         if not (isinstance(cls, type) and issubclass(cls, Stage)):
             raise STAGES.not_a(name, "fedrun.stages.base.Stage")
         out.append(cls)

@@ -69,8 +69,8 @@ class Server:
         self.result_digest = result_digest(cfg)
         resumed_from = ""
         if resume:
+            resumed_from = self._resume(resume)  # first: its refusal names what differs
             checkpoint.check_owner(out, self.spec.digest(), self.result_digest)
-            resumed_from = self._resume(resume)
         # where stateful workers keep their per-client stores (fedrun.clientstate)
         comm.put("clientstate/out", str(out))
         comm.put("clientstate/resume", resumed_from if self.algo.needs_client_state else "")

@@ -60,3 +60,11 @@ def test_registry_tables_are_strings_until_used():
         assert all(isinstance(v, str) and ":" in v for v in registry.entries.values())
     info = DatasetInfo((3, 32, 32), 10, "classification")
     assert isinstance(MODELS.load("cnn")(info, None), nn.Module)
+
+
+def test_the_guard_is_not_named_twice():
+    from fedrun import checks
+    from fedrun.config import parse_args
+
+    with pytest.raises(ConfigError, match=r"strategy.stages \(--stages\): the guard always runs"):
+        checks.validate(parse_args(["--stages", "guard"]))

@@ -119,17 +119,25 @@ def test_killed_rank_restarts_and_finishes_bitwise(tmp_path, reference, fault):
 
 
 @pytest.mark.slow
-def test_killed_worker_restarts_bitwise_over_shared_memory(tmp_path, reference):
-    """The restarted attempt makes fresh shared-memory files; two workers sum exactly in any
-    order, so the gloo reference's bits are expected."""
+@pytest.mark.parametrize(
+    ("fault", "resumed"),
+    [
+        ("train:2:5", "resumed after round 3"),  # mid-training, the files long unlinked
+        ("shm:1:0", ""),  # at set-up, holding its file: before the names were unlinked
+    ],
+)
+def test_killed_worker_restarts_bitwise_over_shared_memory(tmp_path, reference, fault, resumed):
+    """The restarted attempt makes fresh shared-memory files and removes those the first
+    attempt left (they accumulated in /dev/shm before); two workers sum exactly in any order,
+    so the gloo reference's bits are expected."""
     where = tmp_path / "shm"
     where.mkdir()
     res = torchrun(
         3, *JOB, "--shared-memory", "on", "--shm-dir", str(where), out=tmp_path / "run",
-        env={"FEDRUN_FAULT": "train:2:5"}, extra=["--max-restarts=1"],
+        env={"FEDRUN_FAULT": fault}, extra=["--max-restarts=1"],
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert "resumed after round 3" in res.stdout and "vectors in shared memory" in res.stdout
+    assert resumed in res.stdout and "vectors in shared memory" in res.stdout
     assert _same(res.model(), reference[0])
     assert list(where.iterdir()) == []
 

@@ -129,18 +129,3 @@ def test_earlier_attempts_files_are_removed_not_this_ones(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "fedrun-j1-a2-bcast", "fedrun-j2-a0-bcast", "other",
     ]  # fmt: skip
-
-
-@pytest.mark.slow
-def test_a_rank_killed_holding_its_file_leaves_nothing_after_the_restart(tmp_path):
-    """Killed after making its slot, before the names are unlinked: the restarted attempt
-    removes the first attempt's files (they accumulated in /dev/shm before)."""
-    where = tmp_path / "shm"
-    where.mkdir()
-    res = torchrun(
-        3, *ORACLE_ARGS, "--shared-memory", "on", "--shm-dir", str(where), out=tmp_path / "run",
-        env={"FEDRUN_FAULT": "shm:1:0"}, extra=["--max-restarts=1"],
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    assert "vectors in shared memory" in res.stdout
-    assert list(where.iterdir()) == []
