@@ -72,7 +72,7 @@ class Server:
             resumed_from = self._resume(resume)  # first: its refusal names what differs
             checkpoint.check_owner(out, self.spec.digest(), self.result_digest)
         # where stateful workers keep their per-client stores (fedrun.clientstate)
-        comm.put("clientstate/out", str(out))
+        comm.put("clientstate/out", str(out.resolve()))
         comm.put("clientstate/resume", resumed_from if self.algo.needs_client_state else "")
         self.run_dir.start(cfg, self.history)
         self.tensorboard = TensorBoard(out / "tensorboard") if cfg.runtime.tensorboard else None

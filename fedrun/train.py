@@ -82,6 +82,9 @@ class _Truncated:
     def __iter__(self):
         return itertools.islice(iter(self.loader), self.batches)
 
+    def __getattr__(self, name: str):  # batch_size, sampler, ... as the DataLoader has them
+        return getattr(self.loader, name)
+
 
 def make_loader(
     data: Split | TorchDataset,

@@ -160,5 +160,7 @@ def test_drop_last_policy_on_both_loader_paths(n, policy, sizes):
         loader = make_loader(d, 32, torch.Generator().manual_seed(0), policy)
         assert len(loader) == len(sizes) == num_batches(n, 32, policy)
         assert [len(y) for _, y in loader] == sizes
+    truncated = make_loader(Wrapped(data), 32, torch.Generator().manual_seed(0), policy)
+    assert truncated.batch_size == 32 and truncated.dataset.split is data  # as a DataLoader
     # evaluation (no policy given) sees every sample
     assert sum(len(y) for _, y in make_loader(Wrapped(data), 32, None)) == n
