@@ -8,6 +8,7 @@ from fedrun import algorithm
 from fedrun.config import Config, all_fields, check_choice
 from fedrun.errors import ConfigError
 from fedrun.registry import DATASETS, MODELS, STAGES, STRATEGIES
+from fedrun.task import task_object
 
 
 def registry_choices() -> dict[str, list[str]]:
@@ -28,11 +29,10 @@ def validate(cfg: Config) -> Config:
     """Every check, per-field and registry; raises ConfigError naming the first bad field."""
     cfg.validate()
     d, m = cfg.data, cfg.model
+    strategy = algorithm.strategy_class(cfg)
     if d.task:
-        from fedrun.task import task_object
-
         task = task_object(d.task, instantiate=False)
-        if algorithm.strategy_class(cfg).local_objective and callable(getattr(task, "train", None)):
+        if strategy.local_objective and callable(getattr(task, "train", None)):
             raise ConfigError(
                 _field("strategy"),
                 f"{cfg.strategy.strategy} changes local training, but {d.task} brings its own "
@@ -51,8 +51,7 @@ def validate(cfg: Config) -> Config:
                 )
         else:
             MODELS.load(m.model)
-    cls = algorithm.strategy_class(cfg)
-    cls.check(cfg)
+    strategy.check(cfg)
     algorithm.stage_classes(cfg)
     if cfg.runtime.tensorboard:
         try:
