@@ -160,6 +160,20 @@ class StrategyConfig:
     on_bad_update: Literal["fail", "skip"] = "fail"
     """What a bad client update does: `fail` (stop the run, naming the client) or `skip`
     (leave that client out of the round; counted in the metrics as `skipped`)."""
+    server_momentum: float = 0.0
+    """fedavgm: the server momentum beta (Hsu et al. 2019): m_t = beta m_(t-1) + Delta_t."""
+    nesterov: bool = False
+    """fedavgm: Nesterov's form, x <- x + eta (beta m_t + Delta_t) instead of x + eta m_t."""
+    beta1: float = 0.9
+    """fedadagrad, fedadam, fedyogi: first-moment decay (Reddi et al. 2021, Algorithm 2)."""
+    beta2: float = 0.99
+    """fedadam, fedyogi: second-moment decay."""
+    tau: float = 1e-3
+    """fedadagrad, fedadam, fedyogi: adaptivity tau, in the denominator sqrt(v_t) + tau and the
+    initial v = tau^2 (the paper's recommended 1e-3)."""
+    bias_correction: bool = False
+    """fedadagrad, fedadam, fedyogi: divide m_t by 1 - beta1^t (and v_t by 1 - beta2^t, not for
+    Adagrad), t = 1 in the first round (Kingma & Ba); off as in Reddi et al."""
     stages: str = ""
     """Extra per-client update stages, comma-separated, run on each client's update after the
     built-in bad-update guard (their server halves run in reverse order on rank 0): registered
@@ -570,6 +584,10 @@ def _validate(cfg: Config) -> None:
     _check(e.eval_batch_size >= 1, "eval_batch_size", "must be >= 1", "e.g. 1024")
     _check(s.server_lr > 0, "server_lr", f"must be > 0, got {s.server_lr}", "1.0 is plain FedAvg")
     _check(s.max_update_norm >= 0, "max_update_norm", "must be >= 0", "0 = no bound")
+    for name in ("server_momentum", "beta1", "beta2"):
+        value = getattr(s, name)
+        _check(0 <= value < 1, name, f"must be in [0, 1), got {value}", "e.g. 0.9")
+    _check(s.tau > 0, "tau", f"must be > 0, got {s.tau}", "e.g. 1e-3")
     _check(r.timeout >= 1, "timeout", f"must be >= 1 second, got {r.timeout}", "e.g. 1800")
     _check(
         r.join_timeout >= 1,

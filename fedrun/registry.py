@@ -83,7 +83,13 @@ factory called with the keyword arguments it accepts (fedrun.models.from_factory
 
 STRATEGIES = Registry(
     "strategy.strategy (--strategy)",
-    {"fedavg": "fedrun.strategies.fedavg:FedAvg"},
+    {
+        "fedavg": "fedrun.strategies.fedavg:FedAvg",
+        "fedavgm": "fedrun.strategies.fedavgm:FedAvgM",
+        "fedadagrad": "fedrun.strategies.fedadagrad:FedAdagrad",
+        "fedadam": "fedrun.strategies.fedadam:FedAdam",
+        "fedyogi": "fedrun.strategies.fedyogi:FedYogi",
+    },
 )
 """Strategy subclasses (fedrun.strategies.base): both halves of one algorithm."""
 

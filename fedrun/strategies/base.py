@@ -14,6 +14,7 @@ memory from `ClientRound.state` (declare `needs_client_state`); server memory fr
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -21,10 +22,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from fedrun.config import Config, StrategyConfig
+from fedrun.config import Config, StrategyConfig, all_fields
+from fedrun.errors import ConfigError
 from fedrun.flat import FlatSpec
 from fedrun.protocol import ClientRound, Received, RoundContext
 from fedrun.wire import WirePlan
+
+COMMON = ("strategy", "weighting", "server_lr", "max_update_norm", "on_bad_update", "stages")
+"""StrategyConfig fields every strategy reads (the guard's among them)."""
 
 GradHook = Callable[[], None]
 """Called after `backward()` and before each optimizer step of local training."""
@@ -39,11 +44,24 @@ class Strategy(ABC):
     def __init__(self, cfg: StrategyConfig, layout: FlatSpec) -> None:
         self.cfg, self.layout = cfg, layout
 
+    uses: ClassVar[tuple[str, ...]] = ()
+    """The fields of StrategyConfig this strategy reads beyond COMMON ones: setting any other
+    is refused (a flag that would silently do nothing)."""
+
     @classmethod
     def check(cls, cfg: Config) -> None:
         """Refuse combinations of options this strategy cannot run (ConfigError); called on
-        every rank before any collective."""
-        return None
+        every rank before any collective. Overrides call super().check(cfg)."""
+        defaults = StrategyConfig()
+        for f in dataclasses.fields(StrategyConfig):
+            if f.name in COMMON or f.name in cls.uses:
+                continue
+            if getattr(cfg.strategy, f.name) != getattr(defaults, f.name):
+                raise ConfigError(
+                    all_fields()[f.name].label,
+                    f"is not used by --strategy {cfg.strategy.strategy}",
+                    "drop it, or pick a strategy that reads it (see --help)",
+                )
 
     # -- the wire ----------------------------------------------------------------------------
 
