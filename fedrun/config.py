@@ -174,6 +174,9 @@ class StrategyConfig:
     bias_correction: bool = False
     """fedadagrad, fedadam, fedyogi: divide m_t by 1 - beta1^t (and v_t by 1 - beta2^t, not for
     Adagrad), t = 1 in the first round (Kingma & Ba); off as in Reddi et al."""
+    mu: float = 0.0
+    """fedprox: the proximal weight mu (Li et al. 2020): each client minimises
+    F_k(w) + mu/2 ||w - w_t||^2 over its trainable parameters; 0 is FedAvg, bit for bit."""
     stages: str = ""
     """Extra per-client update stages, comma-separated, run on each client's update after the
     built-in bad-update guard (their server halves run in reverse order on rank 0): registered
@@ -588,6 +591,7 @@ def _validate(cfg: Config) -> None:
         value = getattr(s, name)
         _check(0 <= value < 1, name, f"must be in [0, 1), got {value}", "e.g. 0.9")
     _check(s.tau > 0, "tau", f"must be > 0, got {s.tau}", "e.g. 1e-3")
+    _check(s.mu >= 0, "mu", f"must be >= 0, got {s.mu}", "e.g. 0.01 (FedProx's paper: 0.001 to 1)")
     _check(r.timeout >= 1, "timeout", f"must be >= 1 second, got {r.timeout}", "e.g. 1800")
     _check(
         r.join_timeout >= 1,

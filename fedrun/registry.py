@@ -86,6 +86,7 @@ STRATEGIES = Registry(
     {
         "fedavg": "fedrun.strategies.fedavg:FedAvg",
         "fedavgm": "fedrun.strategies.fedavgm:FedAvgM",
+        "fedprox": "fedrun.strategies.fedprox:FedProx",
         "fedadagrad": "fedrun.strategies.fedadagrad:FedAdagrad",
         "fedadam": "fedrun.strategies.fedadam:FedAdam",
         "fedyogi": "fedrun.strategies.fedyogi:FedYogi",

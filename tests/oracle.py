@@ -66,9 +66,16 @@ def fedavg(
             torch.manual_seed(derive_seed(f.seed, "globals", r, c))
             gen = torch.Generator().manual_seed(derive_seed(f.seed, "shuffle", r, c))
             model.train()
+            anchor = [p.detach().clone() for p in model.parameters()]
+            mu = cfg.strategy.mu  # FedProx: + mu/2 ||w - w_t||^2, the paper's local objective
             for idx in _passes(len(x), cfg, gen):
                 opt.zero_grad()
-                loss_fn(model(x[idx]), y[idx]).backward()
+                loss = loss_fn(model(x[idx]), y[idx])
+                if mu:
+                    pairs = zip(model.parameters(), anchor, strict=True)
+                    prox = sum(((p - a) ** 2).sum() for p, a in pairs)
+                    loss = loss + mu / 2 * prox
+                loss.backward()
                 opt.step()
             states.append(copy.deepcopy(model.state_dict()))
             weights.append(len(x) if cfg.strategy.weighting == "examples" else 1)

@@ -106,6 +106,11 @@ VARIANTS = {
         "--clients-per-round 3 --model tests.userpkg.algorithms:dropout_mlp --rounds 3 "
         "--lr 0.05 --server-lr 0.7"
     ),
+    # FedProx's proximal term (the oracle writes the paper's objective into its loss)
+    "fedprox-mu": (
+        "--strategy fedprox --mu 0.5 --num-clients 6 --clients-per-round 3 --model mlp "
+        "--hidden 8 --local-epochs 2 --momentum 0.5 --rounds 3 --lr 0.02"
+    ),
     # shards, momentum, a step budget, every incomplete last batch dropped
     "digits-shards-momentum": (
         "--dataset digits --partition shards --num-clients 6 --clients-per-round 4 "
@@ -256,3 +261,11 @@ def test_help_without_torchrun_and_once_under_it():
     assert p.returncode == 0 and "--clients-per-round" in p.stdout
     res = torchrun(3, "--help", timeout=60)
     assert res.returncode == 0 and res.stdout.count("usage: torchrun") == 1
+
+
+def test_fedprox_with_mu_zero_is_fedavg_bit_for_bit(tmp_path):
+    fedavg = torchrun(3, *ORACLE_ARGS, out=tmp_path / "a")
+    fedprox = torchrun(3, *ORACLE_ARGS, "--strategy", "fedprox", out=tmp_path / "b")
+    assert fedavg.returncode == 0 and fedprox.returncode == 0, fedprox.stderr
+    a, b = fedavg.model(), fedprox.model()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
