@@ -28,6 +28,15 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _killed_run_equals(full, argv, out, fault: str, resumed: str) -> None:
+    """The job with `fault` SIGKILLing a rank under torchrun --max-restarts=1 resumes (the
+    `resumed` line) and ends on the bits of the uninterrupted run `full`."""
+    killed = torchrun(3, *argv, out=out, env={"FEDRUN_FAULT": fault}, extra=["--max-restarts=1"])
+    assert killed.returncode == 0, killed.stderr
+    assert resumed in killed.stdout
+    assert _same(killed.model(), full.model())
+
+
 def _max_diff(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
@@ -42,13 +51,7 @@ def test_stateful_user_strategy_resumes_bitwise_and_rehosts(tmp_path):
 
     # a worker killed mid-round 3: torchrun restarts the group, the workers reload round 2's
     # per-client state, and the run ends on the same bits
-    killed = torchrun(
-        3, *STATEFUL, out=tmp_path / "killed", env={"FEDRUN_FAULT": "train:2:3"},
-        extra=["--max-restarts=1"],
-    )  # fmt: skip
-    assert killed.returncode == 0, killed.stderr
-    assert "resumed after round 2" in killed.stdout
-    assert _same(killed.model(), full.model())
+    _killed_run_equals(full, STATEFUL, tmp_path / "killed", "train:2:3", "resumed after round 2")
 
     part = tmp_path / "part"
     first = torchrun(3, *STATEFUL, "--rounds", "2", out=part)
@@ -170,12 +173,6 @@ def test_fedadam_state_survives_kill_9_bitwise(tmp_path):
     under torchrun --max-restarts ends on the uninterrupted run's bits."""
     full = torchrun(3, *ADAM, out=tmp_path / "full")
     assert full.returncode == 0, full.stderr
-    killed = torchrun(
-        3, *ADAM, out=tmp_path / "killed", env={"FEDRUN_FAULT": "train:2:5"},
-        extra=["--max-restarts=1"],
-    )  # fmt: skip
-    assert killed.returncode == 0, killed.stderr
-    assert "resumed after round 4" in killed.stdout
-    assert _same(killed.model(), full.model())
+    _killed_run_equals(full, ADAM, tmp_path / "killed", "train:2:5", "resumed after round 4")
     rows = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["central_loss"] < rows[0]["central_loss"]  # it does optimise

@@ -13,7 +13,7 @@ import torch
 
 from fedrun.protocol import Received, RoundContext
 from fedrun.strategies.base import Strategy
-from fedrun.strategies.maths import averaged_buffers, mean_update
+from fedrun.strategies.maths import adaptive_step, averaged_buffers, mean_update
 
 
 class ServerOptimizer(Strategy):
@@ -50,3 +50,24 @@ class ServerOptimizer(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = int(state.get("steps", 0))
         self.state = {k: state[k] for k in self.state_names if k in state}
+
+
+class AdaptiveOptimizer(ServerOptimizer):
+    """FedAdagrad / FedAdam / FedYogi (Reddi et al. 2021, Algorithm 2): `rule` names the second
+    moment's update in fedrun.strategies.maths.adaptive_step; x_(t+1) = x_t + eta m_t /
+    (sqrt(v_t) + tau), v initialised to tau^2 and m to 0, no bias correction unless
+    --bias-correction (then t = 1 in the first round: Flower's exponent round + 1 gives a
+    first-round factor of 0.742 at beta1 = 0.9, fedrun's 1)."""
+
+    rule = ""
+    uses = ("beta1", "beta2", "tau", "bias_correction")
+    state_names = ("m", "v")
+
+    def initial_state(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"m": torch.zeros_like(like), "v": torch.full_like(like, self.cfg.tau**2)}
+
+    def step(self, delta: torch.Tensor) -> torch.Tensor:
+        c, m, v = self.cfg, self.state["m"], self.state["v"]
+        return adaptive_step(
+            self.rule, m, v, delta, c.beta1, c.beta2, c.tau, self.steps, c.bias_correction
+        )
